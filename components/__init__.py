@@ -1,0 +1,1 @@
+"""shimless: move Kubernetes nodes off dockershim onto containerd or CRI-O."""
