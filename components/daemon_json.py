@@ -1,0 +1,481 @@
+"""Translate Docker's /etc/docker/daemon.json into where each setting lives after
+the move to containerd or CRI-O, and account for every key that has no new home.
+
+Pure: no Pulumi, no I/O. `render.py` turns the translation into files and the
+kubelet settings go through `kubelet_flags.rewrite_kubelet_config`.
+"""
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.model import RUNTIMES, RegistryMirror
+
+
+class DaemonJsonError(ValueError):
+    """daemon.json is not something Docker itself would accept."""
+
+
+# Where files land on the node; render.py writes to the same paths.
+CONTAINERD_CERTS_DIR = "/etc/containerd/certs.d"
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+CRIO_DROP_IN = "/etc/crio/crio.conf.d/20-shimless.conf"
+CRIO_REGISTRIES_DROP_IN = "/etc/containers/registries.conf.d/20-shimless.conf"
+PROXY_DROP_INS = {
+    "containerd": "/etc/systemd/system/containerd.service.d/http-proxy.conf",
+    "cri-o": "/etc/systemd/system/crio.service.d/http-proxy.conf",
+}
+PROXY_ENV_NAMES = {
+    "http-proxy": "HTTP_PROXY",
+    "https-proxy": "HTTPS_PROXY",
+    "no-proxy": "NO_PROXY",
+}
+DEFAULT_ROOTS = {"containerd": "/var/lib/containerd", "cri-o": "/var/lib/containers/storage"}
+DOCKER_DEFAULT_DATA_ROOT = "/var/lib/docker"
+
+# log-drivers whose files the kubelet's own rotation replaces.
+_FILE_LOG_DRIVERS = ("json-file", "local")
+
+_NETWORK_REASON = "pod networking is set up by the CNI plugin, not by the container runtime"
+_DNS_REASON = "pod DNS comes from the kubelet (clusterDNS, resolvConf), not from the runtime"
+_TLS_REASON = "the CRI socket is local-only; there is no remote TCP/TLS API to configure"
+
+# Keys with a known reason for not being carried; anything else gets a generic one.
+_NOT_CARRIED_REASONS: dict[str, str] = {
+    "live-restore": "not needed: containerd and CRI-O shims keep containers running while the "
+    "runtime daemon restarts",
+    "userns-remap": "no node-wide user-namespace remapping in CRI runtimes; use pod "
+    "spec.hostUsers: false (Kubernetes user namespaces) instead",
+    "storage-driver": "{runtime} uses its own storage (containerd snapshotter / "
+    "containers-storage driver, overlay by default); images are pulled again, Docker's image "
+    "store is not reused",
+    "storage-opts": "storage options belong to Docker's graph driver; {runtime} storage "
+    "defaults are kept (not rendered)",
+    "iptables": _NETWORK_REASON,
+    "ip-forward": _NETWORK_REASON,
+    "ip-masq": _NETWORK_REASON,
+    "ip": _NETWORK_REASON,
+    "ip6tables": _NETWORK_REASON,
+    "bridge": _NETWORK_REASON,
+    "bip": _NETWORK_REASON,
+    "fixed-cidr": _NETWORK_REASON,
+    "fixed-cidr-v6": _NETWORK_REASON,
+    "default-address-pools": _NETWORK_REASON,
+    "default-gateway": _NETWORK_REASON,
+    "default-gateway-v6": _NETWORK_REASON,
+    "mtu": _NETWORK_REASON,
+    "ipv6": _NETWORK_REASON,
+    "icc": _NETWORK_REASON,
+    "userland-proxy": _NETWORK_REASON,
+    "userland-proxy-path": _NETWORK_REASON,
+    "dns": _DNS_REASON,
+    "dns-opts": _DNS_REASON,
+    "dns-search": _DNS_REASON,
+    "debug": "runtime log level is {runtime}'s own setting (containerd [debug] level, CRI-O "
+    "log_level); not rendered",
+    "log-level": "runtime log level is {runtime}'s own setting (containerd [debug] level, CRI-O "
+    "log_level); not rendered",
+    "hosts": "the kubelet reaches {runtime} on its fixed CRI socket; Docker API listeners go away",
+    "tls": _TLS_REASON,
+    "tlsverify": _TLS_REASON,
+    "tlscacert": _TLS_REASON,
+    "tlscert": _TLS_REASON,
+    "tlskey": _TLS_REASON,
+    "group": "socket group of the Docker API; the CRI socket is root-only",
+    "default-runtime": "the kubelet selects runtimes through RuntimeClass handlers; runc is "
+    "the default handler",
+    "runtimes": "extra OCI runtimes must be registered as {runtime} runtime handlers plus a "
+    "RuntimeClass; not rendered",
+    "max-concurrent-downloads": "{runtime} has its own pull concurrency setting; its default "
+    "is kept (not rendered)",
+    "max-concurrent-uploads": "the kubelet never pushes images",
+    "max-download-attempts": "the kubelet retries pulls itself with back-off",
+    "shutdown-timeout": "pod termination is governed by terminationGracePeriodSeconds and the "
+    "kubelet's graceful node shutdown settings",
+    "default-shm-size": "size /dev/shm per pod with an emptyDir volume (medium: Memory)",
+    "cgroup-parent": "the kubelet places pods under its own cgroup hierarchy "
+    "(cgroupRoot / cgroupsPerQOS)",
+    "exec-root": "runtime state directory is {runtime}'s own; default kept",
+    "containerd": "dockerd's connection to containerd; {runtime} is now talked to directly "
+    "over CRI",
+    "containerd-namespace": "Kubernetes containers live in containerd's k8s.io namespace",
+    "seccomp-profile": "seccomp is chosen per pod (securityContext.seccompProfile); not "
+    "rendered",
+    "selinux-enabled": "SELinux support is {runtime}'s own setting; not rendered",
+    "no-new-privileges": "set per container (securityContext.allowPrivilegeEscalation: false)",
+    "init": "there is no init process injection in CRI runtimes; use shareProcessNamespace or "
+    "an init in the image",
+    "oom-score-adjust": "the kubelet sets OOM scores per QoS class",
+    "features": "Docker feature flags (e.g. buildkit) do not apply to CRI runtimes",
+    "experimental": "Docker experimental features do not apply to CRI runtimes",
+    "metrics-addr": "Docker metrics endpoint goes away; scrape {runtime} metrics or the "
+    "kubelet instead",
+    "authorization-plugins": "Docker API authorization plugins have no CRI equivalent",
+    "icc-disabled": _NETWORK_REASON,
+    "labels": "Docker daemon labels are not exposed by CRI; use Kubernetes node labels",
+    "registry-auth": "registry credentials come from imagePullSecrets or a kubelet credential "
+    "provider",
+}
+
+# Docker's human sizes for json-file max-size are binary (RAMInBytes): k = 1024.
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:[iI]?[bB])?$")
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_KUBE_SUFFIX = {"k": "Ki", "m": "Mi", "g": "Gi", "t": "Ti"}
+_REGISTRY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$")
+_URL_RE = re.compile(r"^(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:\d{1,5})?(/[^\s\"']*)?$")
+
+
+@dataclass(frozen=True)
+class DaemonTranslation:
+    """What daemon.json becomes on the target runtime, plus an account of every key."""
+
+    runtime: str
+    registry_mirrors: tuple[RegistryMirror, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
+    cgroup_driver: str | None = None  # only when exec-opts set it explicitly
+    docker_cgroup_driver: str = "cgroupfs"  # what Docker actually used
+    data_root: str | None = None  # Docker's data-root, as written
+    runtime_root: str | None = None  # where the runtime's root goes; None = runtime default
+    default_ulimits: dict = field(default_factory=dict, hash=False)
+    proxies: dict = field(default_factory=dict, hash=False)
+    kubelet_settings: dict = field(default_factory=dict, hash=False)
+    carried: tuple[tuple[str, str], ...] = ()
+    not_carried: tuple[tuple[str, str], ...] = ()
+
+    def report(self) -> dict:
+        """A JSON-able account of the translation, for operators and the CLI."""
+        return {
+            "runtime": self.runtime,
+            "docker_cgroup_driver": self.docker_cgroup_driver,
+            "carried": [{"key": key, "to": to} for key, to in self.carried],
+            "not_carried": [{"key": key, "reason": reason} for key, reason in self.not_carried],
+            "kubelet_settings": dict(sorted(self.kubelet_settings.items())),
+        }
+
+
+def docker_size_to_quantity(size: str) -> str:
+    """Docker's "50m" / "1g" / "100k" / "1048576" as a kubelet quantity ("50Mi", ...)."""
+    match = _SIZE_RE.match(size.strip())
+    if not match:
+        raise ValueError(f"{size!r} is not a Docker size (like 10m, 1g, 100k)")
+    number, unit = match.group(1), match.group(2).lower()
+    if "." not in number:
+        value = int(number)
+        if value <= 0:
+            raise ValueError(f"{size!r} must be positive")
+        return f"{value}{_KUBE_SUFFIX[unit]}" if unit else str(value)
+    total = float(number) * _SIZE_UNITS[unit]
+    if total < 1:
+        raise ValueError(f"{size!r} must be at least one byte")
+    total_bytes = int(total)
+    # A fractional size: express it in the largest binary unit that divides it exactly.
+    for suffix, scale in (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if total_bytes % scale == 0:
+            return f"{total_bytes // scale}{suffix}"
+    return str(total_bytes)
+
+
+def runtime_root_for(data_root: str, runtime: str) -> str | None:
+    """Where the runtime's storage goes, given Docker's data-root (None = keep the default).
+
+    The runtime gets a sibling of Docker's directory on the same disk
+    ("/data/docker" -> "/data/containerd"), or a subdirectory when data-root is
+    not named "docker" (a mount point, say), so Docker's own tree stays separable.
+    """
+    normalized = posixpath.normpath(data_root)
+    if posixpath.basename(normalized) == "docker":
+        base = posixpath.dirname(normalized)
+    else:
+        base = normalized
+    leaf = "containerd" if runtime == "containerd" else "containers/storage"
+    root = posixpath.join(base, leaf)
+    return None if root == DEFAULT_ROOTS[runtime] else root
+
+
+def _is_cidr(entry: str) -> bool:
+    if "/" not in entry:
+        return False
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _string_list(daemon: dict, key: str) -> list[str]:
+    value = daemon[key]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise DaemonJsonError(f"daemon.json: {key!r} must be a list of strings")
+    return value
+
+
+def _string_map(value: Any, key: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise DaemonJsonError(f"daemon.json: {key!r} must be an object of string values")
+    return value
+
+
+def _registry_targets(runtime: str, registry: str) -> str:
+    if runtime == "containerd":
+        return f"{CONTAINERD_CERTS_DIR}/{registry}/hosts.toml"
+    return CRIO_REGISTRIES_DROP_IN
+
+
+class _Ledger:
+    """Collects carried / not-carried entries so each key is accounted for once."""
+
+    def __init__(self, runtime: str) -> None:
+        self.runtime = runtime
+        self.carried: dict[str, str] = {}
+        self.not_carried: dict[str, str] = {}
+
+    def carry(self, key: str, to: str) -> None:
+        self.carried[key] = to
+
+    def drop(self, key: str, reason: str) -> None:
+        self.not_carried[key] = reason.replace("{runtime}", self.runtime)
+
+
+def translate_daemon_json(daemon: dict, runtime: str) -> DaemonTranslation:
+    """Map each daemon.json key to its home on `runtime`, or say why it has none."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+    if not isinstance(daemon, dict):
+        raise DaemonJsonError(
+            f"daemon.json must be a JSON object, not {type(daemon).__name__}"
+        )
+    ledger = _Ledger(runtime)
+    handled: set[str] = set()
+
+    # registry-mirrors: Docker only ever uses them for Docker Hub.
+    mirrors: tuple[RegistryMirror, ...] = ()
+    if "registry-mirrors" in daemon:
+        handled.add("registry-mirrors")
+        endpoints: list[str] = []
+        for url in _string_list(daemon, "registry-mirrors"):
+            endpoint = url.strip().rstrip("/")
+            if not _URL_RE.match(endpoint):
+                raise DaemonJsonError(
+                    f"daemon.json: 'registry-mirrors' entry {url!r} is not an http(s) URL"
+                )
+            if endpoint not in endpoints:
+                endpoints.append(endpoint)
+        if endpoints:
+            mirrors = (RegistryMirror("docker.io", tuple(endpoints)),)
+            ledger.carry("registry-mirrors", _registry_targets(runtime, "docker.io"))
+        else:
+            ledger.drop("registry-mirrors", "empty list: nothing to carry")
+
+    insecure: list[str] = []
+    if "insecure-registries" in daemon:
+        handled.add("insecure-registries")
+        cidrs: list[str] = []
+        for entry in _string_list(daemon, "insecure-registries"):
+            entry = entry.strip()
+            if _is_cidr(entry):
+                cidrs.append(entry)
+                continue
+            # Docker accepts "host:port" and, leniently, a scheme prefix.
+            host = re.sub(r"^https?://", "", entry).rstrip("/")
+            if not _REGISTRY_RE.match(host):
+                raise DaemonJsonError(
+                    f"daemon.json: 'insecure-registries' entry {entry!r} is not a "
+                    "registry host[:port] or CIDR"
+                )
+            if host not in insecure:
+                insecure.append(host)
+        if insecure:
+            if runtime == "containerd":
+                targets = ", ".join(_registry_targets(runtime, host) for host in sorted(insecure))
+            else:
+                targets = f"{CRIO_REGISTRIES_DROP_IN} (insecure = true)"
+            ledger.carry("insecure-registries", targets)
+        elif not cidrs:
+            ledger.drop("insecure-registries", "empty list: nothing to carry")
+        for cidr in cidrs:
+            ledger.drop(
+                f"insecure-registries[{cidr}]",
+                "{runtime} has no insecure-by-CIDR setting; list each registry host instead",
+            )
+
+    # exec-opts: only the cgroup driver has a new home.
+    cgroup_driver: str | None = None
+    if "exec-opts" in daemon:
+        handled.add("exec-opts")
+        options = _string_list(daemon, "exec-opts")
+        if not options:
+            ledger.drop("exec-opts", "empty list: nothing to carry")
+        for option in options:
+            name, _, value = option.partition("=")
+            name, value = name.strip(), value.strip()
+            if name == "native.cgroupdriver":
+                if value not in ("systemd", "cgroupfs"):
+                    raise DaemonJsonError(
+                        "daemon.json: 'exec-opts' native.cgroupdriver must be systemd or "
+                        f"cgroupfs, not {value!r}"
+                    )
+                cgroup_driver = value
+                to = (
+                    f"runc SystemdCgroup in {CONTAINERD_CONFIG}"
+                    if runtime == "containerd"
+                    else f"cgroup_manager in {CRIO_DROP_IN}"
+                )
+                ledger.carry(f"exec-opts.{name}", f"{to} (must equal the kubelet cgroupDriver)")
+            else:
+                ledger.drop(f"exec-opts.{name}", "no equivalent exec option in {runtime}")
+
+    data_root: str | None = None
+    runtime_root: str | None = None
+    for key in ("data-root", "graph"):  # "graph" is data-root's pre-17.05 name
+        if key not in daemon:
+            continue
+        handled.add(key)
+        value = daemon[key]
+        if not isinstance(value, str) or not value.startswith("/"):
+            raise DaemonJsonError(f"daemon.json: {key!r} must be an absolute path string")
+        if data_root is not None:
+            raise DaemonJsonError("daemon.json: 'data-root' and 'graph' are both set")
+        data_root = posixpath.normpath(value)
+        runtime_root = runtime_root_for(data_root, runtime)
+        where = "top-level root" if runtime == "containerd" else "[crio] root"
+        if runtime_root is None:
+            ledger.drop(key, f"{value} is Docker's default; {{runtime}} keeps its default root")
+        else:
+            target = CONTAINERD_CONFIG if runtime == "containerd" else CRIO_DROP_IN
+            ledger.carry(key, f"{where} = {runtime_root} in {target}")
+
+    default_ulimits: dict = {}
+    if "default-ulimits" in daemon:
+        handled.add("default-ulimits")
+        default_ulimits = _validate_ulimits(daemon["default-ulimits"])
+        if runtime == "cri-o":
+            ledger.carry("default-ulimits", f"default_ulimits in {CRIO_DROP_IN}")
+        else:
+            ledger.drop(
+                "default-ulimits",
+                "containerd sets rlimits only through a base runtime spec "
+                "(base_runtime_spec); set them per workload or in a base spec; not rendered",
+            )
+
+    proxies: dict[str, str] = {}
+    if "proxies" in daemon:
+        handled.add("proxies")
+        raw = _string_map(daemon["proxies"], "proxies")
+        for name, value in raw.items():
+            if name in PROXY_ENV_NAMES:
+                if "\n" in value or "\r" in value:
+                    raise DaemonJsonError(f"daemon.json: 'proxies.{name}' contains a newline")
+                proxies[name] = value
+                ledger.carry(
+                    f"proxies.{name}",
+                    f"{PROXY_ENV_NAMES[name]} in {PROXY_DROP_INS[runtime]}",
+                )
+            else:
+                ledger.drop(f"proxies.{name}", "unknown proxy setting")
+        if not raw:
+            ledger.drop("proxies", "empty object: nothing to carry")
+
+    kubelet_settings = _translate_logging(daemon, ledger, handled)
+
+    for key in daemon:
+        if key in handled:
+            continue
+        ledger.drop(key, _NOT_CARRIED_REASONS.get(key, "no equivalent in {runtime}"))
+
+    return DaemonTranslation(
+        runtime=runtime,
+        registry_mirrors=mirrors,
+        insecure_registries=tuple(sorted(insecure)),
+        cgroup_driver=cgroup_driver,
+        docker_cgroup_driver=cgroup_driver or "cgroupfs",
+        data_root=data_root,
+        runtime_root=runtime_root,
+        default_ulimits=default_ulimits,
+        proxies=dict(sorted(proxies.items())),
+        kubelet_settings=kubelet_settings,
+        carried=tuple(sorted(ledger.carried.items())),
+        not_carried=tuple(sorted(ledger.not_carried.items())),
+    )
+
+
+def _validate_ulimits(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise DaemonJsonError("daemon.json: 'default-ulimits' must be an object")
+    for name, limit in value.items():
+        if not isinstance(limit, dict):
+            raise DaemonJsonError(f"daemon.json: 'default-ulimits.{name}' must be an object")
+        for part in ("Hard", "Soft"):
+            if part not in limit or not isinstance(limit[part], int) or isinstance(
+                limit[part], bool
+            ):
+                raise DaemonJsonError(
+                    f"daemon.json: 'default-ulimits.{name}.{part}' must be an integer"
+                )
+        if not re.fullmatch(r"[a-z]+", str(limit.get("Name", name))):
+            raise DaemonJsonError(f"daemon.json: 'default-ulimits.{name}' has a bad Name")
+    return {name: dict(value[name]) for name in sorted(value)}
+
+
+def _translate_logging(daemon: dict, ledger: _Ledger, handled: set[str]) -> dict:
+    """log-driver / log-opts: file rotation moves to the kubelet."""
+    driver = "json-file"
+    if "log-driver" in daemon:
+        handled.add("log-driver")
+        driver = daemon["log-driver"]
+        if not isinstance(driver, str) or not driver:
+            raise DaemonJsonError("daemon.json: 'log-driver' must be a non-empty string")
+        if driver in _FILE_LOG_DRIVERS:
+            ledger.carry(
+                "log-driver",
+                "CRI log files under /var/log/pods rotated by the kubelet (lines change to the "
+                "CRI format; update parsers that expect Docker JSON)",
+            )
+        else:
+            ledger.drop(
+                "log-driver",
+                f"{{runtime}} writes container logs only to files under /var/log/pods; ship "
+                f"them with a node log agent instead of the {driver} driver",
+            )
+    files_rotated = driver in _FILE_LOG_DRIVERS
+
+    settings: dict = {}
+    if "log-opts" not in daemon:
+        return settings
+    handled.add("log-opts")
+    opts = _string_map(daemon["log-opts"], "log-opts")
+    if not opts:
+        ledger.drop("log-opts", "empty object: nothing to carry")
+    for name, value in opts.items():
+        key = f"log-opts.{name}"
+        if name in ("max-size", "max-file") and not files_rotated:
+            ledger.drop(key, f"applies to the {driver} log driver only")
+        elif name == "max-size":
+            if value.strip() == "-1":
+                ledger.drop(key, "unlimited in Docker; the kubelet always rotates (default 10Mi)")
+                continue
+            try:
+                settings["containerLogMaxSize"] = docker_size_to_quantity(value)
+            except ValueError as err:
+                raise DaemonJsonError(f"daemon.json: 'log-opts.max-size': {err}") from None
+            ledger.carry(key, "kubelet containerLogMaxSize")
+        elif name == "max-file":
+            if not value.strip().isdigit() or int(value) < 1:
+                raise DaemonJsonError(
+                    f"daemon.json: 'log-opts.max-file' must be a positive integer, not {value!r}"
+                )
+            files = int(value)
+            if files < 2:
+                # The kubelet rejects containerLogMaxFiles < 2.
+                settings["containerLogMaxFiles"] = 2
+                ledger.carry(key, "kubelet containerLogMaxFiles (raised to 2, the kubelet minimum)")
+            else:
+                settings["containerLogMaxFiles"] = files
+                ledger.carry(key, "kubelet containerLogMaxFiles")
+        elif name == "compress":
+            ledger.drop(key, "the kubelet always compresses rotated container logs")
+        else:
+            ledger.drop(key, f"log option of the {driver} driver; no equivalent for CRI log files")
+    return dict(sorted(settings.items()))
