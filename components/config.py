@@ -1,0 +1,381 @@
+"""Stack config -> validated `Settings`, with every problem reported at once.
+
+Pure: the Pulumi program and `components.cli check-config` both feed it a plain
+dict of config values (keys without the `shimless:` prefix). Defaults come from
+the typed schema in Pulumi.yaml, so they are written down exactly once.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.model import (
+    CGROUP_DRIVERS,
+    CLUSTER_MODES,
+    DOCKER_POLICIES,
+    INSTALL_SOURCES,
+    ROLES,
+    RUNTIMES,
+    Bastion,
+    DockerPolicy,
+    DrainPolicy,
+    NodeSpec,
+    RegistryMirror,
+    RolloutPolicy,
+    RuntimeTarget,
+    Settings,
+)
+
+NAMESPACE = "shimless"
+PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
+SECRET_KEYS = ("sshPrivateKey", "kubeconfig")
+
+_NODE_KEYS = {"name", "host", "port", "user", "role", "hostKey", "privateKey", "bastion", "target"}
+_TARGET_KEYS = {
+    "runtime", "version", "source", "pauseImage", "cgroupDriver",
+    "registryMirrors", "insecureRegistries", "cniBinDir", "cniConfDir",
+}
+_BASTION_KEYS = {"host", "port", "user", "hostKey"}
+# RFC 1123 subdomain: what Kubernetes accepts as a Node name.
+_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$")
+_HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|ssh-dss) [A-Za-z0-9+/]+={0,3}$")
+_VERSION = re.compile(r"^v?\d+\.\d+(\.\d+)?([-~+.][0-9A-Za-z.~+-]*)?$")
+_IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][A-Za-z0-9_.-]+)*$")
+_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+class ConfigError(Exception):
+    """Raised with every problem found, one per line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid stack config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def schema_defaults(project_file: Path = PROJECT_FILE) -> dict[str, Any]:
+    """The `default:` of every key in Pulumi.yaml's config schema, by short key."""
+    project = yaml.safe_load(project_file.read_text())
+    return {
+        key.split(":", 1)[1]: spec.get("default")
+        for key, spec in (project.get("config") or {}).items()
+    }
+
+
+def _merged(default: Any, value: Any) -> Any:
+    """Stack value over schema default, one level deep for objects."""
+    if value is None:
+        return default
+    if isinstance(default, dict) and isinstance(value, dict):
+        return {**default, **value}
+    return value
+
+
+@dataclass
+class _Checker:
+    problems: list[str]
+
+    def fail(self, key: str, node: str | None, message: str) -> None:
+        where = f"{NAMESPACE}:{key}" + (f" (node {node})" if node else "")
+        self.problems.append(f"{where}: {message}")
+
+    def string(self, obj: dict, field: str, key: str, node: str | None, *, required: bool = False) -> str:
+        value = obj.get(field)
+        if value is None or value == "":
+            if required:
+                self.fail(key, node, "is required")
+            return ""
+        if not isinstance(value, str):
+            self.fail(key, node, f"must be a string, got {type(value).__name__} {value!r}")
+            return ""
+        return value
+
+    def choice(self, obj: dict, field: str, key: str, node: str | None, allowed: tuple[str, ...]) -> str:
+        value = obj.get(field)
+        if value not in allowed:
+            self.fail(key, node, f"must be one of {', '.join(allowed)}; got {value!r}")
+            return allowed[0]
+        return value
+
+    def integer(self, obj: dict, field: str, key: str, node: str | None, *, minimum: int, maximum: int | None = None) -> int:
+        value = obj.get(field)
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+            value = int(value)  # `pulumi config set` stores scalars as strings
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, node, f"must be an integer, got {value!r}")
+            return minimum
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            self.fail(key, node, f"must be {bound}, got {value}")
+            return minimum
+        return value
+
+    def boolean(self, obj: dict, field: str, key: str, node: str | None) -> bool:
+        value = obj.get(field)
+        if value in ("true", "false"):
+            return value == "true"
+        if not isinstance(value, bool):
+            self.fail(key, node, f"must be true or false, got {value!r}")
+            return False
+        return value
+
+    def unknown_fields(self, obj: dict, allowed: set[str], key: str, node: str | None) -> None:
+        for extra in sorted(set(obj) - allowed):
+            self.fail(f"{key}.{extra}", node, f"unknown key (known: {', '.join(sorted(allowed))})")
+
+    def host(self, value: str, key: str, node: str | None) -> None:
+        if not value:
+            return
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not _HOSTNAME.match(value) or len(value) > 253:
+                self.fail(key, node, f"is not an IP address or host name: {value!r}")
+
+
+def _parse_target(check: _Checker, obj: Any, key: str, node: str | None) -> RuntimeTarget:
+    if not isinstance(obj, dict):
+        check.fail(key, node, f"must be an object, got {obj!r}")
+        return RuntimeTarget()
+    check.unknown_fields(obj, _TARGET_KEYS, key, node)
+    runtime = check.choice(obj, "runtime", f"{key}.runtime", node, RUNTIMES)
+    version = check.string(obj, "version", f"{key}.version", node)
+    if version and not _VERSION.match(version):
+        check.fail(f"{key}.version", node, f"is not a version like 1.7.24: {version!r}")
+    source = check.choice(obj, "source", f"{key}.source", node, INSTALL_SOURCES)
+    pause_image = check.string(obj, "pauseImage", f"{key}.pauseImage", node, required=True)
+    if pause_image and not _IMAGE.match(pause_image):
+        check.fail(f"{key}.pauseImage", node, f"is not an image reference: {pause_image!r}")
+    cgroup_driver = check.choice(obj, "cgroupDriver", f"{key}.cgroupDriver", node, CGROUP_DRIVERS)
+
+    mirrors: list[RegistryMirror] = []
+    raw_mirrors = obj.get("registryMirrors") or {}
+    if not isinstance(raw_mirrors, dict):
+        check.fail(f"{key}.registryMirrors", node, "must be an object {registry: [endpoint, ...]}")
+        raw_mirrors = {}
+    for registry, endpoints in sorted(raw_mirrors.items()):
+        mkey = f"{key}.registryMirrors.{registry}"
+        if not _REGISTRY.match(str(registry)):
+            check.fail(mkey, node, f"is not a registry host: {registry!r}")
+        if isinstance(endpoints, str):
+            endpoints = [endpoints]
+        if not isinstance(endpoints, list) or not endpoints:
+            check.fail(mkey, node, "must be a non-empty list of endpoint URLs")
+            continue
+        for endpoint in endpoints:
+            if not isinstance(endpoint, str) or not re.match(r"^https?://[^\s/]+", endpoint):
+                check.fail(mkey, node, f"endpoint must be an http(s):// URL, got {endpoint!r}")
+        mirrors.append(RegistryMirror(str(registry), tuple(str(e) for e in endpoints)))
+
+    insecure = obj.get("insecureRegistries") or []
+    if not isinstance(insecure, list):
+        check.fail(f"{key}.insecureRegistries", node, "must be a list of host[:port]")
+        insecure = []
+    for registry in insecure:
+        if not isinstance(registry, str) or not _REGISTRY.match(registry):
+            check.fail(f"{key}.insecureRegistries", node, f"is not a registry host[:port]: {registry!r}")
+
+    dirs = {}
+    for field in ("cniBinDir", "cniConfDir"):
+        value = check.string(obj, field, f"{key}.{field}", node, required=True)
+        if value and not value.startswith("/"):
+            check.fail(f"{key}.{field}", node, f"must be an absolute path, got {value!r}")
+        dirs[field] = value
+    if runtime == "cri-o" and source == "distro":
+        check.fail(f"{key}.source", node, "cri-o has no distro package on Debian/Ubuntu/RHEL; use package or preinstalled")
+
+    return RuntimeTarget(
+        runtime=runtime,
+        version=version.lstrip("v"),
+        source=source,
+        pause_image=pause_image,
+        cgroup_driver=cgroup_driver,
+        registry_mirrors=tuple(mirrors),
+        insecure_registries=tuple(str(r) for r in insecure),
+        cni_bin_dir=dirs["cniBinDir"],
+        cni_conf_dir=dirs["cniConfDir"],
+    )
+
+
+def _parse_node(
+    check: _Checker, index: int, raw: Any, defaults: dict[str, Any], fleet_target: dict, *,
+    allow_unpinned: bool, has_default_key: bool,
+) -> NodeSpec | None:
+    key = f"nodes[{index}]"
+    if not isinstance(raw, dict):
+        check.fail(key, None, f"must be an object with name, host, ...; got {raw!r}")
+        return None
+    name = check.string(raw, "name", f"{key}.name", None, required=True)
+    label = name or f"#{index}"
+    if name and (not _NODE_NAME.match(name) or len(name) > 253):
+        check.fail(f"{key}.name", label, "is not a valid Kubernetes node name (lowercase RFC 1123)")
+    check.unknown_fields(raw, _NODE_KEYS, key, label)
+
+    host = check.string(raw, "host", f"{key}.host", label, required=True)
+    check.host(host, f"{key}.host", label)
+    port = check.integer({"port": raw.get("port", defaults["sshPort"])}, "port", f"{key}.port", label, minimum=1, maximum=65535)
+    user = check.string({"user": raw.get("user", defaults["sshUser"])}, "user", f"{key}.user", label, required=True)
+    role = check.choice({"role": raw.get("role", "worker")}, "role", f"{key}.role", label, ROLES)
+
+    host_key = check.string(raw, "hostKey", f"{key}.hostKey", label)
+    if host_key and not _HOST_KEY.match(host_key.strip()):
+        check.fail(f"{key}.hostKey", label, "must be 'TYPE BASE64' as in the server's /etc/ssh/ssh_host_*_key.pub (no host name, no comment)")
+    if not host_key and not allow_unpinned:
+        check.fail(f"{key}.hostKey", label, "is required (pin the node's SSH host key; or set shimless:allowUnpinnedHostKeys: true, never in production)")
+
+    own_key = raw.get("privateKey")
+    if own_key is not None and (not isinstance(own_key, str) or not own_key.strip()):
+        check.fail(f"{key}.privateKey", label, "must be the private key text (set it as a secret)")
+    if not own_key and not has_default_key:
+        check.fail(f"{key}.privateKey", label, "no SSH private key: set shimless:sshPrivateKey (secret), shimless:sshPrivateKeyPath, or this node's privateKey")
+
+    bastion = None
+    if raw.get("bastion") is not None:
+        braw = raw["bastion"]
+        bkey = f"{key}.bastion"
+        if not isinstance(braw, dict):
+            check.fail(bkey, label, "must be an object {host, port, user, hostKey}")
+        else:
+            check.unknown_fields(braw, _BASTION_KEYS, bkey, label)
+            bhost = check.string(braw, "host", f"{bkey}.host", label, required=True)
+            check.host(bhost, f"{bkey}.host", label)
+            bastion = Bastion(
+                host=bhost,
+                port=check.integer({"port": braw.get("port", 22)}, "port", f"{bkey}.port", label, minimum=1, maximum=65535),
+                user=check.string({"user": braw.get("user", user)}, "user", f"{bkey}.user", label, required=True),
+                host_key=check.string(braw, "hostKey", f"{bkey}.hostKey", label),
+            )
+            if bastion.host_key and not _HOST_KEY.match(bastion.host_key.strip()):
+                check.fail(f"{bkey}.hostKey", label, "must be 'TYPE BASE64'")
+            if not bastion.host_key and not allow_unpinned:
+                check.fail(f"{bkey}.hostKey", label, "is required (pin the bastion's SSH host key)")
+
+    overrides = raw.get("target") or {}
+    if not isinstance(overrides, dict):
+        check.fail(f"{key}.target", label, "must be an object overriding keys of shimless:target")
+        overrides = {}
+    target = _parse_target(check, {**fleet_target, **overrides}, f"{key}.target" if overrides else "target", label)
+    return NodeSpec(
+        name=name, host=host, port=port, user=user, role=role, host_key=host_key.strip(),
+        target=target, has_own_private_key=bool(own_key), bastion=bastion,
+    )
+
+
+def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None) -> Settings:
+    """Validate raw stack config (short keys; secrets as plain text or a placeholder).
+
+    Raises ConfigError listing every problem, each naming the stack key and node.
+    """
+    defaults = schema_defaults() if defaults is None else defaults
+    check = _Checker([])
+    for key in sorted(set(raw) - set(defaults)):
+        check.fail(key, None, f"unknown key (known: {', '.join(sorted(defaults))})")
+    value = {key: _merged(defaults.get(key), raw.get(key)) for key in defaults}
+
+    cluster = value["cluster"]
+    if not isinstance(cluster, dict):
+        check.fail("cluster", None, "must be an object {mode: kubeconfig|none}")
+        cluster = {"mode": "kubeconfig"}
+    check.unknown_fields(cluster, {"mode"}, "cluster", None)
+    cluster_mode = check.choice(cluster, "mode", "cluster.mode", None, CLUSTER_MODES)
+    if cluster_mode == "kubeconfig" and not value["kubeconfig"]:
+        check.fail("kubeconfig", None, "is required to cordon, drain and verify nodes (set it as a secret), "
+                   "or set shimless:cluster.mode: none explicitly to migrate without the API")
+
+    for flag_key in ("allowUnpinnedHostKeys",):
+        check.boolean(value, flag_key, flag_key, None)
+    allow_unpinned = value["allowUnpinnedHostKeys"] is True or value["allowUnpinnedHostKeys"] == "true"
+    check.integer(value, "sshPort", "sshPort", None, minimum=1, maximum=65535)
+    has_default_key = bool(value["sshPrivateKey"]) or bool(value["sshPrivateKeyPath"])
+    if value["sshPrivateKeyPath"] and value["sshPrivateKey"]:
+        check.fail("sshPrivateKeyPath", None, "set either sshPrivateKey or sshPrivateKeyPath, not both")
+
+    fleet_target = value["target"] if isinstance(value["target"], dict) else {}
+    if not isinstance(value["target"], dict):
+        check.fail("target", None, "must be an object")
+
+    nodes: list[NodeSpec] = []
+    raw_nodes = value["nodes"]
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        check.fail("nodes", None, "must list at least one node")
+        raw_nodes = raw_nodes if isinstance(raw_nodes, list) else []
+    for index, raw_node in enumerate(raw_nodes):
+        node = _parse_node(check, index, raw_node, value, fleet_target,
+                           allow_unpinned=allow_unpinned, has_default_key=has_default_key)
+        if node is not None:
+            nodes.append(node)
+    _check_unique(check, nodes)
+
+    docker_raw = value["docker"] if isinstance(value["docker"], dict) else {}
+    check.unknown_fields(docker_raw, {"policy", "removeData"}, "docker", None)
+    docker = DockerPolicy(
+        mode=check.choice(docker_raw, "policy", "docker.policy", None, DOCKER_POLICIES),
+        remove_data=check.boolean(docker_raw, "removeData", "docker.removeData", None),
+    )
+    if docker.remove_data and docker.mode != "purge":
+        check.fail("docker.removeData", None, "only applies with docker.policy: purge")
+
+    drain_raw = value["drain"] if isinstance(value["drain"], dict) else {}
+    check.unknown_fields(drain_raw, {"timeoutSeconds", "gracePeriodSeconds", "deleteEmptydirData", "force", "retries"}, "drain", None)
+    drain = DrainPolicy(
+        timeout_seconds=check.integer(drain_raw, "timeoutSeconds", "drain.timeoutSeconds", None, minimum=1),
+        grace_period_seconds=check.integer(drain_raw, "gracePeriodSeconds", "drain.gracePeriodSeconds", None, minimum=-1),
+        delete_emptydir_data=check.boolean(drain_raw, "deleteEmptydirData", "drain.deleteEmptydirData", None),
+        force=check.boolean(drain_raw, "force", "drain.force", None),
+        retries=check.integer(drain_raw, "retries", "drain.retries", None, minimum=0, maximum=20),
+    )
+
+    rollout_raw = value["rollout"] if isinstance(value["rollout"], dict) else {}
+    check.unknown_fields(rollout_raw, {"canary", "maxUnavailable", "healthTimeoutSeconds", "allowDockerSocketWorkloads"}, "rollout", None)
+    rollout = RolloutPolicy(
+        canary=check.integer(rollout_raw, "canary", "rollout.canary", None, minimum=0),
+        max_unavailable=check.integer(rollout_raw, "maxUnavailable", "rollout.maxUnavailable", None, minimum=1),
+        health_timeout_seconds=check.integer(rollout_raw, "healthTimeoutSeconds", "rollout.healthTimeoutSeconds", None, minimum=10),
+        allow_docker_socket_workloads=check.boolean(rollout_raw, "allowDockerSocketWorkloads", "rollout.allowDockerSocketWorkloads", None),
+    )
+
+    if check.problems:
+        raise ConfigError(check.problems)
+    return Settings(nodes=tuple(nodes), cluster_mode=cluster_mode, docker=docker, drain=drain, rollout=rollout)
+
+
+def _check_unique(check: _Checker, nodes: list[NodeSpec]) -> None:
+    seen_names: dict[str, int] = {}
+    seen_endpoints: dict[tuple[str, int], str] = {}
+    for index, node in enumerate(nodes):
+        if node.name in seen_names:
+            check.fail(f"nodes[{index}].name", node.name, f"duplicate node name (also nodes[{seen_names[node.name]}])")
+        seen_names.setdefault(node.name, index)
+        endpoint = (node.host, node.port)
+        if endpoint in seen_endpoints:
+            check.fail(f"nodes[{index}].host", node.name,
+                       f"{node.host}:{node.port} is also node {seen_endpoints[endpoint]}'s SSH address")
+        seen_endpoints.setdefault(endpoint, node.name)
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """Short-keyed config of a stack file; secure values become a placeholder."""
+    data = yaml.safe_load(path.read_text()) or {}
+    config = data.get("config") or {}
+    raw: dict[str, Any] = {}
+    for full_key, value in config.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE or not key:
+            continue
+        raw[key] = _redact_secure(value)
+    return raw
+
+
+def _redact_secure(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return "<secret>"
+        return {k: _redact_secure(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_secure(v) for v in value]
+    return value

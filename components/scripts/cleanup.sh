@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# After a successful switch: apply the docker policy. `keep` leaves Docker
+# installed, stopped and disabled; `purge` removes Docker's packages (never
+# containerd when it is the runtime now) and optionally /var/lib/docker.
+set -euo pipefail
+SHIMLESS_BUNDLE=$1
+# shellcheck source=components/scripts/node-lib.sh
+. "$SHIMLESS_BUNDLE/node-lib.sh"
+SHIMLESS_NODE=$(var node)
+
+main() {
+  local policy remove_data runtime
+  policy=$(var docker_policy)
+  remove_data=$(var docker_remove_data)
+  runtime=$(var runtime)
+  local unit
+  for unit in docker.socket docker.service; do
+    if unit_exists "$unit" && { unit_enabled "$unit" || unit_active "$unit"; }; then
+      systemctl disable --now "$unit"
+    fi
+  done
+  if [ "$policy" = keep ]; then
+    printf 'docker kept (stopped and disabled)\n'
+    return 0
+  fi
+  command -v apt-get >/dev/null 2>&1 || command -v dnf >/dev/null 2>&1 ||
+    die "docker purge supports apt and dnf nodes only"
+  local pkgs=() pkg
+  for pkg in docker.io docker-ce docker-ce-cli docker-ce-rootless-extras docker-buildx-plugin docker-compose-plugin moby-engine; do
+    if command -v dpkg-query >/dev/null 2>&1; then
+      dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' && pkgs+=("$pkg")
+    elif rpm -q "$pkg" >/dev/null 2>&1; then
+      pkgs+=("$pkg")
+    fi
+  done
+  if [ "$runtime" = containerd ] && command -v apt-mark >/dev/null 2>&1; then
+    # Removing Docker must never autoremove the runtime the kubelet now uses.
+    for pkg in containerd containerd.io runc; do
+      apt-mark manual "$pkg" >/dev/null 2>&1 || true
+    done
+  fi
+  if [ "${#pkgs[@]}" -gt 0 ]; then
+    if command -v apt-get >/dev/null 2>&1; then
+      DEBIAN_FRONTEND=noninteractive apt-get purge -y "${pkgs[@]}"
+    else
+      dnf remove -y "${pkgs[@]}"
+    fi
+  fi
+  if [ "$runtime" = containerd ]; then
+    command -v containerd >/dev/null 2>&1 || die "containerd disappeared while purging Docker"
+    unit_active containerd || die "containerd is not active after purging Docker"
+  fi
+  rm -f /var/run/docker.sock
+  if [ "$remove_data" = true ]; then
+    rm -rf /var/lib/docker
+    printf 'docker purged (%s) and /var/lib/docker removed\n' "${pkgs[*]:-no packages}"
+  else
+    printf 'docker purged (%s); /var/lib/docker kept\n' "${pkgs[*]:-no packages}"
+  fi
+}
+
+main "$@"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Launcher sent first on stdin: unpacks the bundle that follows it (files and
+# variables, base64-encoded, one per line) into a private directory and runs
+# the bundle's step script there. Nothing relies on sshd accepting env vars.
+set -euo pipefail
+
+main() {
+  local work=/var/lib/shimless/run
+  umask 077
+  mkdir -p "$work"
+  local dir
+  dir=$(mktemp -d "$work/bundle.XXXXXX")
+  local kind name data step=""
+  while IFS=' ' read -r kind name data; do
+    case "$kind" in
+      file)
+        case "$name" in /*|*..*) echo "shimless: refusing bundle path '$name'" >&2; exit 64 ;; esac
+        mkdir -p "$(dirname "$dir/$name")"
+        printf '%s' "$data" | base64 -d >"$dir/$name"
+        ;;
+      step) step=$name ;;
+      '') ;;
+      *) echo "shimless: unknown bundle line '$kind'" >&2; exit 64 ;;
+    esac
+  done
+  if [ -z "$step" ] || [ ! -f "$dir/$step" ]; then
+    echo "shimless: the bundle names no step script" >&2
+    exit 64
+  fi
+  local rc=0
+  bash "$dir/$step" "$dir" || rc=$?
+  # Bundles can hold the kubelet's and runtime's config: do not leave copies.
+  rm -rf "$dir"
+  exit "$rc"
+}
+
+main "$@"

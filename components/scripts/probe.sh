@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Read-only inventory of one node: OS, package manager, services, versions and
+# the files shimless reads or manages. Prints "fact KEY VALUE" and
+# "file PATH BASE64" lines; changes nothing on the node.
+set -euo pipefail
+
+fact() { printf 'fact %s %s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ' | sed 's/ *$//')"; }
+
+file_fact() {
+  local path=$1
+  if [ -f "$path" ]; then
+    printf 'file %s %s\n' "$path" "$(base64 -w0 <"$path")"
+  fi
+}
+
+unit_state() {
+  local unit=$1 enabled active
+  enabled=$(systemctl is-enabled "$unit" 2>/dev/null || true)
+  active=$(systemctl is-active "$unit" 2>/dev/null || true)
+  fact "unit.$unit" "${enabled:-not-found}/${active:-inactive}"
+}
+
+main() {
+  local os_id="" os_version=""
+  if [ -r /etc/os-release ]; then
+    # shellcheck disable=SC1091
+    os_id=$(. /etc/os-release && echo "${ID:-}")
+    # shellcheck disable=SC1091
+    os_version=$(. /etc/os-release && echo "${VERSION_ID:-}")
+  fi
+  fact os.id "$os_id"
+  fact os.version "$os_version"
+  local pm=unknown
+  for candidate in apt-get dnf yum; do
+    if command -v "$candidate" >/dev/null 2>&1; then pm=${candidate%-get}; break; fi
+  done
+  fact pkg.manager "$pm"
+  fact user.uid "$(id -u)"
+  fact sudo "$(if [ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; then echo yes; else echo no; fi)"
+
+  fact kubelet.version "$(kubelet --version 2>/dev/null || true)"
+  local pid
+  pid=$(pgrep -xo kubelet 2>/dev/null || true)
+  if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ]; then
+    fact kubelet.cmdline "$(tr '\0' ' ' <"/proc/$pid/cmdline")"
+  fi
+  fact containerd.version "$(containerd --version 2>/dev/null | awk '{print $3}' || true)"
+  fact crio.version "$(crio --version 2>/dev/null | awk '/^Version:/ {print $2; exit}' || true)"
+  fact docker.version "$(docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
+  fact docker.cgroupdriver "$(docker info --format '{{.CgroupDriver}}' 2>/dev/null || true)"
+  fact crictl.present "$(command -v crictl >/dev/null 2>&1 && echo yes || echo no)"
+  for unit in kubelet.service docker.service docker.socket containerd.service crio.service; do
+    unit_state "$unit"
+  done
+  fact shimless.token "$(cat /var/lib/shimless/token 2>/dev/null || true)"
+  fact shimless.generation "$(cat /var/lib/shimless/generation 2>/dev/null || echo 0)"
+
+  local path
+  for path in /var/lib/kubelet/kubeadm-flags.env /var/lib/kubelet/config.yaml \
+    /etc/default/kubelet /etc/sysconfig/kubelet \
+    /etc/docker/daemon.json /var/lib/shimless/backup/original/etc/docker/daemon.json \
+    /etc/containerd/config.toml /etc/crictl.yaml \
+    /etc/systemd/system/containerd.service.d/http-proxy.conf \
+    /etc/systemd/system/crio.service.d/http-proxy.conf; do
+    file_fact "$path"
+  done
+  for path in /etc/containerd/certs.d/*/hosts.toml /etc/crio/crio.conf.d/*.conf \
+    /etc/containers/registries.conf.d/*.conf; do
+    file_fact "$path"
+  done
+}
+
+main "$@"
