@@ -1,0 +1,27 @@
+#!/bin/bash
+# lab/lab-reset.sh [NODE...]: stop the given nodes (default: all of the lab),
+# give them a fresh root filesystem from the base image (back to the Docker
+# era) and start them again; returns when they are ready.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_root
+mkdir -p "$LAB_STATE_DIR"
+exec 9>"$LAB_STATE_DIR/.lock"
+flock 9
+if [ "$#" -gt 0 ]; then NODES=("$@"); else mapfile -t NODES < <(lab_node_names); fi
+for node in "${NODES[@]}"; do lab_check_node_name "$node"; done
+lab_ensure_client_key
+[ -f "$(lab_base_dir)/.shimless-lab-base" ] || log "base image not built yet: building it"
+( flock 8; lab_ensure_base ) 8>"$LAB_CACHE_DIR/.base.lock" >/dev/null
+BASE="$(lab_base_dir)"
+LAYER="$(lab_ensure_bin_layer)"
+for node in "${NODES[@]}"; do
+  lab_ensure_host_key "$node"
+  lab_stop_node "$node" kill
+  lab_wipe_node_disk "$node"
+  lab_mount_rootfs "$node" "$BASE" "$LAYER"
+  lab_prepare_node "$node"
+  lab_start_node "$node"
+done
+for node in "${NODES[@]}"; do lab_wait_node "$node"; done
+log "reset done: ${NODES[*]}"

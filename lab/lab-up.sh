@@ -1,0 +1,67 @@
+#!/bin/bash
+# Bring the shimless lab up (idempotent): LAB_NODES (default 3) systemd-nspawn
+# nodes lab-cp1, lab-w1.. in the Docker era, sshd on 127.0.0.1:22201.., the lab
+# kubelet stand-in as /usr/bin/kubelet. Writes stacks/Pulumi.lab.yaml.
+#   LAB_NODES=N  LAB_KUBELET_VERSION=1.23.17  LAB_CRICTL_VERSION=v1.34.0
+#   LAB_FRESH=1  (start stopped nodes from a fresh disk instead of resuming them)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_root
+mkdir -p "$LAB_STATE_DIR"
+exec 9>"$LAB_STATE_DIR/.lock"
+flock 9
+
+mapfile -t NODES < <(lab_node_names)
+log "lab-up: ${#NODES[@]} node(s): ${NODES[*]}"
+lab_install_host_deps
+lab_ensure_client_key
+for node in "${NODES[@]}"; do lab_ensure_host_key "$node"; done
+lab_write_known_hosts "${NODES[@]}"
+
+# Nodes from a bigger lab that are not wanted now: stop them.
+for node in $(lab_known_nodes | sort -u); do
+  if ! printf '%s\n' "${NODES[@]}" | grep -qx "$node" && lab_node_pid "$node" >/dev/null; then
+    log "$node: not part of a ${#NODES[@]}-node lab, stopping it"
+    lab_stop_node "$node" graceful
+  fi
+done
+
+# Binaries (Go builds, CPU) in the background while the base image (network, disk) builds.
+mkdir -p "$LAB_CACHE_DIR"
+( lab_ensure_bin_layer >"$LAB_STATE_DIR/.bin-layer" ) &
+bin_pid=$!
+base_ok=0
+( flock 8; lab_ensure_base ) 8>"$LAB_CACHE_DIR/.base.lock" || base_ok=$?
+wait "$bin_pid" || die "building the lab binaries failed"
+[ "$base_ok" = 0 ] || die "building the base image failed"
+BASE="$(lab_base_dir)"
+LAYER="$(cat "$LAB_STATE_DIR/.bin-layer")"
+rm -f "$LAB_STATE_DIR/.bin-layer"
+
+started=()
+for node in "${NODES[@]}"; do
+  if lab_node_pid "$node" >/dev/null; then
+    d="$(node_dir "$node")"
+    if [ "$(cat "$d/base" 2>/dev/null)" != "$BASE" ] || [ "$(cat "$d/layer" 2>/dev/null)" != "$LAYER" ]; then
+      warn "$node: running on an older base image or binaries; 'lab/lab-reset.sh $node' to renew it"
+    fi
+    log "$node: already running"
+    continue
+  fi
+  if [ "${LAB_FRESH:-0}" = 1 ]; then lab_wipe_node_disk "$node"; fi
+  d="$(node_dir "$node")"
+  # a stopped node resumes on its disk; its lower layers follow the current recipe
+  if [ -f "$d/base" ] && [ "$(cat "$d/base")" != "$BASE" ]; then
+    warn "$node: base image changed since this node was made: starting it fresh"
+    lab_wipe_node_disk "$node"
+  fi
+  lab_mount_rootfs "$node" "$BASE" "$LAYER"
+  lab_prepare_node "$node"
+  lab_start_node "$node"
+  started+=("$node")
+done
+
+for node in "${NODES[@]}"; do lab_wait_node "$node"; done
+lab_write_stack_config "${NODES[@]}"
+log "lab is up"
+lab_print_table "${NODES[@]}"

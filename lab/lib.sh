@@ -1,0 +1,675 @@
+# shellcheck shell=bash
+# Common code of the shimless lab scripts (lab-up.sh, lab-down.sh, lab-reset.sh, ssh).
+#
+# The lab: N systemd-nspawn Debian bookworm machines booting real systemd, all
+# made from one cached base image (debootstrap, cached by a hash of its recipe
+# in lab/base/), each with its own sshd on 127.0.0.1:222NN, starting in the
+# Docker era (Docker on the system containerd, CRI disabled, the lab kubelet
+# stand-in in dockershim mode).
+#
+# Layout:
+#   $LAB_CACHE_DIR (~/.cache/shimless/lab)
+#     base-<hash>/          the base root filesystem (read-only lower layer)
+#     bin/                  built binaries (lab kubelet stand-in, crictl)
+#     layers/bin-<key>/     tiny lower layer: usr/bin/{kubelet,crictl}
+#   $LAB_STATE_DIR (lab/state, git-ignored)
+#     id_ed25519{,.pub}     lab client key; known_hosts: pinned host keys
+#     keys/<node>/          the node's sshd host key (kept across resets)
+#     nodes/<node>/         upper/ work/ rootfs/ (overlay) + var-lib-docker/,
+#                           var-lib-containerd/ (bind mounts: no overlay on overlay)
+#     <node>.pid <node>.log the nspawn process and its console
+
+set -euo pipefail
+
+LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$LAB_DIR/.." && pwd)"
+LAB_STATE_DIR="${LAB_STATE_DIR:-$LAB_DIR/state}"
+LAB_CACHE_DIR="${LAB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/shimless/lab}"
+LAB_NODES="${LAB_NODES:-3}"
+LAB_SUITE="${LAB_SUITE:-bookworm}"
+LAB_MIRROR="${LAB_MIRROR:-http://deb.debian.org/debian}"
+LAB_KUBELET_VERSION="${LAB_KUBELET_VERSION:-1.23.17}"
+LAB_KUBELET_VERSION="v${LAB_KUBELET_VERSION#v}"
+LAB_CRICTL_VERSION="${LAB_CRICTL_VERSION:-v1.34.0}"
+LAB_PORT_BASE="${LAB_PORT_BASE:-22200}"
+LAB_BOOT_TIMEOUT="${LAB_BOOT_TIMEOUT:-180}"
+LAB_STOP_TIMEOUT="${LAB_STOP_TIMEOUT:-30}"
+# Bump when the way the base image is assembled changes (part of the recipe hash).
+LAB_BASE_FORMAT=3
+
+LAB_T0="${LAB_T0:-$(date +%s.%N)}"
+export LAB_T0
+
+lab_elapsed() { awk -v t0="$LAB_T0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%6.1f", t1 - t0 }'; }
+log() { printf '[lab %ss] %s\n' "$(lab_elapsed)" "$*" >&2; }
+warn() { printf '[lab %ss] WARNING: %s\n' "$(lab_elapsed)" "$*" >&2; }
+die() { printf '[lab %ss] ERROR: %s\n' "$(lab_elapsed)" "$*" >&2; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "the lab needs root (systemd-nspawn, mount)"; }
+
+# ------------------------------------------------------------------ nodes
+
+# Names of the nodes of a lab of LAB_NODES nodes: lab-cp1, lab-w1 .. lab-w(N-1).
+# shellcheck disable=SC2120 # the count is optional
+lab_node_names() {
+  local n="${1:-$LAB_NODES}" i
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "LAB_NODES must be a positive number (got '$n')"
+  [ "$n" -le 99 ] || die "LAB_NODES must be at most 99"
+  echo lab-cp1
+  for ((i = 1; i < n; i++)); do echo "lab-w$i"; done
+}
+
+# Nodes that have state (started at some point), whatever LAB_NODES says.
+lab_known_nodes() {
+  local d
+  for d in "$LAB_STATE_DIR"/nodes/*/; do
+    [ -d "$d" ] && basename "$d"
+  done
+  for d in "$LAB_STATE_DIR"/*.pid; do
+    [ -f "$d" ] && basename "$d" .pid
+  done
+  true
+}
+
+lab_node_port() {
+  local node="$1"
+  if [ -f "$LAB_STATE_DIR/nodes/$node/port" ]; then cat "$LAB_STATE_DIR/nodes/$node/port"; return; fi
+  case "$node" in
+    lab-cp1) echo $((LAB_PORT_BASE + 1)) ;;
+    lab-w[0-9]*) echo $((LAB_PORT_BASE + 1 + ${node#lab-w})) ;;
+    *) die "unknown lab node '$node' (expected lab-cp1 or lab-wN)" ;;
+  esac
+}
+
+lab_node_role() {
+  case "$1" in lab-cp*) echo control-plane ;; *) echo worker ;; esac
+}
+
+lab_check_node_name() {
+  [[ "$1" =~ ^lab-(cp1|w[1-9][0-9]?)$ ]] || die "unknown lab node '$1' (expected lab-cp1 or lab-wN)"
+}
+
+node_dir() { echo "$LAB_STATE_DIR/nodes/$1"; }
+node_root() { echo "$LAB_STATE_DIR/nodes/$1/rootfs"; }
+node_pidfile() { echo "$LAB_STATE_DIR/$1.pid"; }
+
+# ------------------------------------------------------------------ host dependencies
+
+lab_install_host_deps() {
+  local -a pkgs=()
+  command -v debootstrap >/dev/null || pkgs+=(debootstrap)
+  command -v systemd-nspawn >/dev/null || pkgs+=(systemd-container)
+  command -v ssh >/dev/null || pkgs+=(openssh-client)
+  command -v ssh-keygen >/dev/null || pkgs+=(openssh-client)
+  command -v flock >/dev/null || pkgs+=(util-linux)
+  command -v setsid >/dev/null || pkgs+=(util-linux)
+  command -v ss >/dev/null || pkgs+=(iproute2)
+  command -v sha256sum >/dev/null || pkgs+=(coreutils)
+  command -v awk >/dev/null || pkgs+=(gawk)
+  [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || pkgs+=(debian-archive-keyring)
+  lab_find_go >/dev/null || pkgs+=(golang-go)
+  [ "${#pkgs[@]}" -eq 0 ] && return 0
+  # shellcheck disable=SC2207
+  pkgs=($(printf '%s\n' "${pkgs[@]}" | sort -u))
+  log "installing host packages: ${pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y --no-install-recommends "${pkgs[@]}" >"$LAB_STATE_DIR/apt-host.log" 2>&1; then
+    log "apt-get update (package lists missing or stale)"
+    apt-get update >>"$LAB_STATE_DIR/apt-host.log" 2>&1 || true
+    apt-get install -y --no-install-recommends "${pkgs[@]}" >>"$LAB_STATE_DIR/apt-host.log" 2>&1 \
+      || { tail -20 "$LAB_STATE_DIR/apt-host.log" >&2; die "could not install host packages: ${pkgs[*]}"; }
+  fi
+}
+
+lab_find_go() {
+  local g
+  for g in "${GO:-}" "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go /usr/lib/go/bin/go; do
+    [ -n "$g" ] && [ -x "$g" ] && { echo "$g"; return 0; }
+  done
+  return 1
+}
+
+# ------------------------------------------------------------------ keys
+
+lab_ensure_client_key() {
+  mkdir -p "$LAB_STATE_DIR"
+  chmod 700 "$LAB_STATE_DIR"
+  if [ ! -f "$LAB_STATE_DIR/id_ed25519" ]; then
+    ssh-keygen -q -t ed25519 -N '' -C "shimless-lab" -f "$LAB_STATE_DIR/id_ed25519"
+    log "generated lab client key $LAB_STATE_DIR/id_ed25519"
+  fi
+}
+
+lab_ensure_host_key() {
+  local node="$1" d="$LAB_STATE_DIR/keys/$1"
+  mkdir -p "$d"
+  if [ ! -f "$d/ssh_host_ed25519_key" ]; then
+    ssh-keygen -q -t ed25519 -N '' -C "root@$node" -f "$d/ssh_host_ed25519_key"
+  fi
+}
+
+# "ssh-ed25519 AAAA..." (type and base64 only)
+lab_host_pubkey() { awk '{ print $1 " " $2 }' "$LAB_STATE_DIR/keys/$1/ssh_host_ed25519_key.pub"; }
+
+lab_write_known_hosts() {
+  local node tmp="$LAB_STATE_DIR/known_hosts.tmp"
+  : >"$tmp"
+  for node in "$@"; do
+    printf '[127.0.0.1]:%s %s\n' "$(lab_node_port "$node")" "$(lab_host_pubkey "$node")" >>"$tmp"
+  done
+  # keep entries of other nodes that still have keys (a smaller lab does not forget them)
+  if [ -f "$LAB_STATE_DIR/known_hosts" ]; then
+    local old new
+    old="$(cat "$LAB_STATE_DIR/known_hosts")"
+    new="$(cat "$tmp")"
+    grep -v -F -f <(awk '{ print $1 " " }' <<<"$new") <<<"$old" >>"$tmp" || true
+  fi
+  mv "$tmp" "$LAB_STATE_DIR/known_hosts"
+}
+
+# ------------------------------------------------------------------ ssh
+
+lab_ssh_opts() {
+  local node="$1"
+  printf '%s\n' -i "$LAB_STATE_DIR/id_ed25519" -p "$(lab_node_port "$node")" \
+    -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none \
+    -o UserKnownHostsFile="$LAB_STATE_DIR/known_hosts" -o GlobalKnownHostsFile=/dev/null \
+    -o StrictHostKeyChecking=yes -o CheckHostIP=no -o LogLevel=ERROR \
+    -o ConnectTimeout=5 -o ServerAliveInterval=5 -o ServerAliveCountMax=3
+}
+
+lab_ssh() {
+  local node="$1"
+  shift
+  local -a opts
+  mapfile -t opts < <(lab_ssh_opts "$node")
+  # shellcheck disable=SC2029 # the command runs remotely, like ssh's own
+  ssh "${opts[@]}" root@127.0.0.1 "$@"
+}
+
+# ------------------------------------------------------------------ recipe hash + base image
+
+lab_base_packages() { grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$LAB_DIR/base/packages.txt" | awk '{ print $1 }'; }
+
+lab_recipe_hash() {
+  {
+    echo "format=$LAB_BASE_FORMAT suite=$LAB_SUITE mirror=$LAB_MIRROR"
+    lab_base_packages
+    sha256sum "$LAB_DIR/base/setup-in-chroot.sh" | awk '{ print $1 }'
+    (cd "$LAB_DIR/base/files" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    (cd "$LAB_DIR/base/files" && find . -print0 | LC_ALL=C sort -z | xargs -0 stat -c '%n %a')
+  } | sha256sum | cut -c1-16
+}
+
+lab_base_dir() { echo "$LAB_CACHE_DIR/base-$(lab_recipe_hash)"; }
+
+_lab_umount_below() {
+  local dir="$1" m
+  # deepest first
+  awk -v d="$dir" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
+
+lab_ensure_base() {
+  local base tmp pkgs
+  base="$(lab_base_dir)"
+  if [ -f "$base/.shimless-lab-base" ]; then
+    log "base image cached: $base"
+    return 0
+  fi
+  mkdir -p "$LAB_CACHE_DIR"
+  tmp="$base.tmp"
+  _lab_umount_below "$tmp"
+  rm -rf "$tmp"
+  pkgs="$(lab_base_packages | paste -sd, -)"
+  log "building base image $(basename "$base") with debootstrap (about a minute; log: $base.log)"
+  local t0=$SECONDS
+  if ! debootstrap --variant=minbase --include="$pkgs" --components=main \
+      "$LAB_SUITE" "$tmp" "$LAB_MIRROR" >"$base.log" 2>&1; then
+    tail -20 "$base.log" >&2
+    _lab_umount_below "$tmp"
+    die "debootstrap failed (see $base.log)"
+  fi
+  log "debootstrap done in $((SECONDS - t0))s; configuring the Docker era"
+  cp -a --no-preserve=ownership "$LAB_DIR/base/files/." "$tmp/"
+  install -m 0755 "$LAB_DIR/base/setup-in-chroot.sh" "$tmp/root/setup-in-chroot.sh"
+  mount -t proc proc "$tmp/proc"
+  if ! chroot "$tmp" /bin/bash /root/setup-in-chroot.sh >>"$base.log" 2>&1; then
+    umount "$tmp/proc" || true
+    tail -20 "$base.log" >&2
+    die "base image setup failed (see $base.log)"
+  fi
+  umount "$tmp/proc"
+  rm -f "$tmp/root/setup-in-chroot.sh"
+  # shellcheck disable=SC2016 # dpkg-query format, not shell
+  chroot "$tmp" dpkg-query -W -f '${Package} ${Version}\n' >"$tmp/.shimless-lab-packages"
+  lab_recipe_hash >"$tmp/.shimless-lab-base"
+  mv "$tmp" "$base"
+  log "base image ready in $((SECONDS - t0))s: $base ($(du -sh "$base" | cut -f1))"
+}
+
+# ------------------------------------------------------------------ binaries
+
+lab_standin_key() {
+  (cd "$LAB_DIR/kubelet-standin" && cat go.mod go.sum ./*.go) | sha256sum | cut -c1-12
+}
+
+lab_build_standin() {
+  local go key out
+  go="$(lab_find_go)" || die "no Go toolchain found (needed for the lab kubelet stand-in)"
+  key="$(lab_standin_key)"
+  out="$LAB_CACHE_DIR/bin/kubelet-standin-$LAB_KUBELET_VERSION-$key"
+  if [ -x "$out" ]; then echo "$out"; return 0; fi
+  mkdir -p "$LAB_CACHE_DIR/bin"
+  log "building the lab kubelet stand-in $LAB_KUBELET_VERSION ($($go version | awk '{ print $3 }'))"
+  (cd "$LAB_DIR/kubelet-standin" &&
+    CGO_ENABLED=0 GOFLAGS=-mod=mod "$go" build -trimpath \
+      -ldflags "-s -w -X main.kubeletVersion=$LAB_KUBELET_VERSION" -o "$out.tmp" .) >&2 \
+    || die "building the lab kubelet stand-in failed"
+  mv "$out.tmp" "$out"
+  echo "$out"
+}
+
+# crictl from sigs.k8s.io/cri-tools via the Go module proxy. The proxy refuses
+# some versions (403 "not available") and has no checksum-database entry for
+# others, so: probe a few versions, skip the sumdb for this one module (its
+# dependencies are still checked against its go.sum), build in a copy.
+lab_build_crictl() {
+  local go v out tmp dir
+  go="$(lab_find_go)" || { warn "no Go toolchain: nodes get no crictl"; return 0; }
+  for v in "$LAB_CRICTL_VERSION" v1.34.0 v1.35.0 v1.33.0 v1.32.0; do
+    if [ -x "$LAB_CACHE_DIR/bin/crictl-$v" ]; then echo "$LAB_CACHE_DIR/bin/crictl-$v"; return 0; fi
+  done
+  if [ -f "$LAB_CACHE_DIR/bin/crictl-unavailable" ] &&
+    [ -z "$(find "$LAB_CACHE_DIR/bin/crictl-unavailable" -mmin +1440)" ]; then
+    warn "crictl could not be had (cached result from the last day; delete $LAB_CACHE_DIR/bin/crictl-unavailable to retry)"
+    return 0
+  fi
+  mkdir -p "$LAB_CACHE_DIR/bin"
+  tmp="$(mktemp -d)"
+  for v in "$LAB_CRICTL_VERSION" v1.34.0 v1.35.0 v1.33.0 v1.32.0; do
+    log "fetching sigs.k8s.io/cri-tools@$v from the Go module proxy"
+    if dir="$(cd "$tmp" && GONOSUMDB=sigs.k8s.io/cri-tools GOFLAGS=-mod=mod "$go" mod download -json "sigs.k8s.io/cri-tools@$v" 2>>"$tmp/err" |
+      awk -F'"' '/"Dir":/ { print $4 }')" && [ -n "$dir" ] && [ -d "$dir" ]; then
+      out="$LAB_CACHE_DIR/bin/crictl-$v"
+      rm -rf "$tmp/src"
+      cp -r "$dir" "$tmp/src"
+      chmod -R u+w "$tmp/src"
+      log "building crictl $v (static)"
+      if (cd "$tmp/src" && CGO_ENABLED=0 GONOSUMDB=sigs.k8s.io/cri-tools GOFLAGS=-mod=mod "$go" build -trimpath \
+        -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$v" -o "$out.tmp" ./cmd/crictl) >>"$tmp/err" 2>&1; then
+        mv "$out.tmp" "$out"
+        rm -rf "$tmp"
+        echo "$out"
+        return 0
+      fi
+      warn "building crictl $v failed: $(tail -3 "$tmp/err" | tr '\n' ' ')"
+    else
+      warn "cri-tools $v not available: $(grep -v '^$' "$tmp/err" | tail -1)"
+    fi
+    : >"$tmp/err"
+  done
+  rm -rf "$tmp"
+  touch "$LAB_CACHE_DIR/bin/crictl-unavailable"
+  warn "crictl could not be built from the Go module proxy: nodes get no /usr/bin/crictl"
+}
+
+# The small lower layer holding the lab binaries: usr/bin/kubelet (stand-in), usr/bin/crictl.
+lab_ensure_bin_layer() {
+  local standin crictl key layer
+  standin="$(lab_build_standin)"
+  crictl="$(lab_build_crictl)"
+  key="$(basename "$standin")_$(basename "${crictl:-nocrictl}")"
+  layer="$LAB_CACHE_DIR/layers/bin-$key"
+  if [ ! -d "$layer" ]; then
+    mkdir -p "$layer.tmp/usr/bin"
+    install -m 0755 "$standin" "$layer.tmp/usr/bin/kubelet"
+    [ -n "$crictl" ] && install -m 0755 "$crictl" "$layer.tmp/usr/bin/crictl"
+    mv "$layer.tmp" "$layer"
+  fi
+  echo "$layer"
+}
+
+# ------------------------------------------------------------------ root filesystems
+
+lab_overlay_works() {
+  local t="$LAB_STATE_DIR/.ovtest" ok=1
+  if [ -n "${LAB_ROOTFS_MODE:-}" ]; then [ "$LAB_ROOTFS_MODE" = overlay ]; return; fi
+  rm -rf "$t"
+  mkdir -p "$t/l" "$t/u" "$t/w" "$t/m"
+  if mount -t overlay overlay -o "lowerdir=$t/l,upperdir=$t/u,workdir=$t/w" "$t/m" 2>/dev/null; then
+    ok=0
+    umount "$t/m"
+  fi
+  rm -rf "$t"
+  return $ok
+}
+
+lab_is_mounted() { awk -v d="$1" '$2 == d { f = 1 } END { exit !f }' /proc/self/mounts; }
+
+# Create (if needed) and mount the node's root filesystem: overlay of
+# upper (per node) over bin layer + base image; or a full copy if overlayfs
+# cannot be mounted here.
+lab_mount_rootfs() {
+  local node="$1" base="$2" layer="$3" d root
+  d="$(node_dir "$node")"
+  root="$(node_root "$node")"
+  mkdir -p "$d/var-lib-docker" "$d/var-lib-containerd" "$root"
+  if lab_is_mounted "$root"; then return 0; fi
+  if [ -f "$d/rootfs-mode" ] && [ "$(cat "$d/rootfs-mode")" = copy ]; then
+    return 0
+  fi
+  if [ ! -f "$d/rootfs-mode" ]; then
+    if lab_overlay_works; then echo overlay >"$d/rootfs-mode"; else echo copy >"$d/rootfs-mode"; fi
+  fi
+  if [ "$(cat "$d/rootfs-mode")" = overlay ]; then
+    mkdir -p "$d/upper" "$d/work"
+    mount -t overlay "shimless-lab-$node" \
+      -o "lowerdir=$layer:$base,upperdir=$d/upper,workdir=$d/work" "$root"
+  else
+    log "$node: overlayfs unavailable, copying the base image"
+    cp -a --reflink=auto "$base/." "$root/"
+    cp -a "$layer/." "$root/"
+  fi
+  echo "$base" >"$d/base"
+  echo "$layer" >"$d/layer"
+}
+
+# Fresh root filesystem: drop everything the node wrote.
+lab_wipe_node_disk() {
+  local node="$1" d root
+  d="$(node_dir "$node")"
+  root="$(node_root "$node")"
+  if lab_is_mounted "$root"; then umount "$root" || umount -l "$root"; fi
+  rm -rf "$d/upper" "$d/work" "$d/var-lib-docker" "$d/var-lib-containerd" "$d/rootfs-mode"
+  if [ -d "$root" ] && ! lab_is_mounted "$root"; then rm -rf "$root"; fi
+}
+
+_lab_static_pod() {
+  local name="$1" image="$2" cmd="$3"
+  cat <<EOF
+# shimless lab: a kubeadm-style static pod manifest (the lab kubelet stand-in runs no pods).
+apiVersion: v1
+kind: Pod
+metadata:
+  labels:
+    component: $name
+    tier: control-plane
+  name: $name
+  namespace: kube-system
+spec:
+  containers:
+  - command:
+    - $cmd
+    image: $image
+    imagePullPolicy: IfNotPresent
+    name: $name
+    volumeMounts:
+    - mountPath: /etc/kubernetes/pki
+      name: k8s-certs
+      readOnly: true
+  hostNetwork: true
+  priorityClassName: system-node-critical
+  volumes:
+  - hostPath:
+      path: /etc/kubernetes/pki
+      type: DirectoryOrCreate
+    name: k8s-certs
+EOF
+}
+
+# Per-node identity and access, written into the (mounted) root filesystem.
+lab_prepare_node() {
+  local node="$1" root port role
+  root="$(node_root "$node")"
+  port="$(lab_node_port "$node")"
+  role="$(lab_node_role "$node")"
+  echo "$port" >"$(node_dir "$node")/port"
+  echo "$node" >"$root/etc/hostname"
+  printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$node" >"$root/etc/hosts"
+  if [ ! -s "$root/etc/machine-id" ]; then
+    od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$root/etc/machine-id"
+    echo >>"$root/etc/machine-id"
+  fi
+  cat >"$root/etc/ssh/sshd_config.d/10-shimless-lab.conf" <<EOF
+# shimless lab node $node: sshd only on loopback, own port, keys only.
+Port $port
+ListenAddress 127.0.0.1
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+HostKey /etc/ssh/ssh_host_ed25519_key
+UseDNS no
+EOF
+  install -m 0600 "$LAB_STATE_DIR/keys/$node/ssh_host_ed25519_key" "$root/etc/ssh/ssh_host_ed25519_key"
+  install -m 0644 "$LAB_STATE_DIR/keys/$node/ssh_host_ed25519_key.pub" "$root/etc/ssh/ssh_host_ed25519_key.pub"
+  install -d -m 0700 "$root/root/.ssh"
+  install -m 0600 "$LAB_STATE_DIR/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
+  cat >"$root/etc/shimless-lab-node" <<EOF
+# shimless lab node (made by lab/lab-up.sh)
+NAME=$node
+ROLE=$role
+SSH_PORT=$port
+KUBELET=lab kubelet stand-in $LAB_KUBELET_VERSION
+EOF
+  if [ "$role" = control-plane ] && [ ! -f "$root/etc/kubernetes/manifests/kube-apiserver.yaml" ]; then
+    local k="$LAB_KUBELET_VERSION"
+    _lab_static_pod kube-apiserver "k8s.gcr.io/kube-apiserver:$k" kube-apiserver >"$root/etc/kubernetes/manifests/kube-apiserver.yaml"
+    _lab_static_pod kube-controller-manager "k8s.gcr.io/kube-controller-manager:$k" kube-controller-manager >"$root/etc/kubernetes/manifests/kube-controller-manager.yaml"
+    _lab_static_pod kube-scheduler "k8s.gcr.io/kube-scheduler:$k" kube-scheduler >"$root/etc/kubernetes/manifests/kube-scheduler.yaml"
+    _lab_static_pod etcd "k8s.gcr.io/etcd:3.5.6-0" etcd >"$root/etc/kubernetes/manifests/etcd.yaml"
+  fi
+}
+
+# ------------------------------------------------------------------ processes
+
+# pid of the node's nspawn if it is running (and really is ours), else nothing.
+lab_node_pid() {
+  local node="$1" pf pid state
+  pf="$(node_pidfile "$node")"
+  [ -f "$pf" ] || return 1
+  pid="$(cat "$pf")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  state="$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null || echo X)"
+  [ "$state" = Z ] || [ "$state" = X ] && return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qx -- "$(node_root "$node")" || return 1
+  echo "$pid"
+}
+
+lab_cgroup_dirs() {
+  local node="$1"
+  if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; then
+    echo "/sys/fs/cgroup/shimless-lab/$node"
+    return
+  fi
+  [ -d /sys/fs/cgroup/unified ] && echo "/sys/fs/cgroup/unified/shimless-lab/$node"
+  [ -d /sys/fs/cgroup/systemd ] && echo "/sys/fs/cgroup/systemd/shimless-lab/$node"
+  true
+}
+
+lab_port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+lab_start_node() {
+  local node="$1" root log pid cgs port
+  root="$(node_root "$node")"
+  log="$LAB_STATE_DIR/$node.log"
+  port="$(lab_node_port "$node")"
+  if lab_port_in_use "$port"; then
+    die "$node: port 127.0.0.1:$port is already in use by something that is not this node"
+  fi
+  # Each node gets its own cgroup (the nodes' systemd must not share one).
+  cgs=""
+  local cg
+  for cg in $(lab_cgroup_dirs "$node"); do
+    mkdir -p "$cg" 2>/dev/null && cgs="$cgs $cg"
+  done
+  {
+    echo "=== $(date -Is) starting $node"
+  } >>"$log"
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  LAB_NODE_CGROUPS="$cgs" SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 SYSTEMD_SECCOMP=0 \
+    setsid bash -c 'for cg in $LAB_NODE_CGROUPS; do echo $$ >"$cg/cgroup.procs" 2>/dev/null || true; done
+      unset LAB_NODE_CGROUPS; exec systemd-nspawn "$@"' shimless-lab-node \
+    -D "$root" -b --register=no --keep-unit -M "$node" --capability=all \
+    --console=read-only --link-journal=no --resolv-conf=copy-host --timezone=off \
+    --bind="$(node_dir "$node")/var-lib-docker:/var/lib/docker" \
+    --bind="$(node_dir "$node")/var-lib-containerd:/var/lib/containerd" \
+    </dev/null >>"$log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$(node_pidfile "$node")"
+  disown "$pid" 2>/dev/null || true
+  log "$node: started (nspawn pid $pid, ssh 127.0.0.1:$port, console log $log)"
+}
+
+_lab_proc_alive() {
+  local s
+  [ -d "/proc/$1" ] || return 1
+  s="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || echo X)"
+  [ "$s" != Z ] && [ "$s" != X ]
+}
+
+# Processes whose root directory is the node's root (left over only if nspawn died hard).
+_lab_node_strays() {
+  local root="$1" p r
+  for p in /proc/[0-9]*; do
+    r="$(readlink "$p/root" 2>/dev/null)" || continue
+    [ "$r" = "$root" ] && echo "${p#/proc/}"
+  done
+  true
+}
+
+_lab_rmdir_tree() {
+  local d="$1"
+  [ -d "$d" ] || return 0
+  find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+}
+
+# Stop a node: graceful (SIGTERM makes nspawn power the machine off) or
+# kill (SIGKILL, for resets where the disk is thrown away anyway).
+lab_stop_node() {
+  local node="$1" how="${2:-graceful}" pid root i strays cg
+  root="$(node_root "$node")"
+  if pid="$(lab_node_pid "$node")"; then
+    if [ "$how" = graceful ]; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for ((i = 0; i < LAB_STOP_TIMEOUT * 5; i++)); do
+        _lab_proc_alive "$pid" || break
+        sleep 0.2
+      done
+      if _lab_proc_alive "$pid"; then
+        warn "$node: did not power off within ${LAB_STOP_TIMEOUT}s, killing nspawn pid $pid"
+      fi
+    fi
+    if _lab_proc_alive "$pid"; then
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 100; i++)); do
+        _lab_proc_alive "$pid" || break
+        sleep 0.1
+      done
+    fi
+  fi
+  # Anything still running inside the node's root (only after a hard kill).
+  strays="$(_lab_node_strays "$root")"
+  if [ -n "$strays" ]; then
+    # shellcheck disable=SC2086
+    kill -KILL $strays 2>/dev/null || true
+    sleep 0.3
+  fi
+  rm -f "$(node_pidfile "$node")"
+  if lab_is_mounted "$root"; then
+    umount "$root" 2>/dev/null || { sleep 1; umount "$root" 2>/dev/null; } || umount -l "$root"
+  fi
+  for cg in $(lab_cgroup_dirs "$node"); do _lab_rmdir_tree "$cg"; done
+}
+
+# Wait until sshd answers, docker + kubelet are active and the stand-in wrote its status.
+lab_wait_node() {
+  local node="$1" deadline=$((SECONDS + LAB_BOOT_TIMEOUT)) phase=ssh out
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    lab_node_pid "$node" >/dev/null || { tail -30 "$LAB_STATE_DIR/$node.log" >&2; die "$node: nspawn exited (see $LAB_STATE_DIR/$node.log)"; }
+    case "$phase" in
+      ssh)
+        if lab_ssh "$node" true </dev/null 2>/dev/null; then
+          log "$node: sshd answers"
+          phase=units
+          continue
+        fi
+        ;;
+      units)
+        if out="$(lab_ssh "$node" systemctl is-active docker kubelet </dev/null 2>/dev/null)" &&
+          [ "$(echo "$out" | grep -cx active)" = 2 ]; then
+          phase=status
+          continue
+        fi
+        ;;
+      status)
+        if lab_ssh "$node" 'grep -q "\"ready\": true" /var/lib/kubelet/standin-status.json' </dev/null 2>/dev/null; then
+          log "$node: docker and kubelet (lab kubelet stand-in) active"
+          return 0
+        fi
+        ;;
+    esac
+    sleep 1
+  done
+  if [ "$phase" = units ] || [ "$phase" = status ]; then
+    lab_ssh "$node" 'systemctl is-active docker kubelet; journalctl -u kubelet -u docker --no-pager -n 20' </dev/null >&2 || true
+  fi
+  die "$node: not ready after ${LAB_BOOT_TIMEOUT}s (stuck at: $phase)"
+}
+
+lab_node_runtime() {
+  lab_ssh "$1" 'cat /var/lib/kubelet/standin-status.json' </dev/null 2>/dev/null |
+    python3 -c 'import json,sys
+try:
+    s = json.load(sys.stdin)
+    print("%s %s://%s %s" % (s.get("mode"), s.get("runtimeName"), s.get("runtimeVersion"), "ready" if s.get("ready") else "NotReady"))
+except Exception:
+    print("? ? ?")' 2>/dev/null || echo "? ? ?"
+}
+
+lab_print_table() {
+  local node
+  printf '%-10s %-7s %-14s %-11s %-28s %s\n' NODE PORT ROLE MODE RUNTIME STATUS
+  for node in "$@"; do
+    # shellcheck disable=SC2046
+    set -- $(lab_node_runtime "$node")
+    printf '%-10s %-7s %-14s %-11s %-28s %s\n' "$node" "$(lab_node_port "$node")" "$(lab_node_role "$node")" "$1" "$2" "$3"
+  done
+}
+
+# ------------------------------------------------------------------ Pulumi stack config
+
+lab_write_stack_config() {
+  local f="$REPO_DIR/stacks/Pulumi.lab.yaml" tmp node
+  mkdir -p "$REPO_DIR/stacks"
+  tmp="$f.tmp.$$"
+  {
+    echo "# Generated by lab/lab-up.sh for the local lab; regenerated on every lab-up."
+    if [ -f "$f" ]; then grep '^encryptionsalt:' "$f" || true; fi
+    echo "config:"
+    echo "  shimless:cluster:"
+    echo "    mode: none"
+    echo "  shimless:nodes:"
+    for node in "$@"; do
+      echo "    - name: $node"
+      echo "      host: 127.0.0.1"
+      echo "      port: $(lab_node_port "$node")"
+      echo "      user: root"
+      echo "      role: $(lab_node_role "$node")"
+      echo "      hostKey: \"$(lab_host_pubkey "$node")\""
+    done
+    echo "  shimless:target:"
+    echo "    runtime: containerd"
+    echo "    source: preinstalled"
+    echo "  shimless:sshPrivateKeyPath: $LAB_STATE_DIR/id_ed25519"
+    # keep a secret private key block set with `pulumi config set --secret`
+    if [ -f "$f" ]; then
+      awk '/^  shimless:sshPrivateKey:/ { keep = 1; print; next }
+           keep && /^    / { print; next }
+           { keep = 0 }' "$f"
+    fi
+  } >"$tmp"
+  mv "$tmp" "$f"
+  log "wrote $f"
+}
