@@ -67,6 +67,12 @@ def schema_defaults(project_file: Path = PROJECT_FILE) -> dict[str, Any]:
     }
 
 
+def schema_types(project_file: Path = PROJECT_FILE) -> dict[str, str]:
+    """The declared `type:` of every key in Pulumi.yaml's config schema."""
+    project = yaml.safe_load(project_file.read_text())
+    return {key.split(":", 1)[1]: spec.get("type", "string") for key, spec in (project.get("config") or {}).items()}
+
+
 def _merged(default: Any, value: Any) -> Any:
     """Stack value over schema default, one level deep for objects."""
     if value is None:

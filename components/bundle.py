@@ -1,0 +1,28 @@
+"""Stdin for node-side steps: the launcher script, then the step's files and
+variables, one base64 line each (see scripts/entry.sh). Pure."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+# The remote command itself: read the launcher and bundle from stdin, as root.
+REMOTE_COMMAND = 'if [ "$(id -u)" -eq 0 ]; then exec bash -s; else exec sudo -n bash -s; fi'
+
+
+def script(name: str) -> str:
+    return (SCRIPTS / name).read_text()
+
+
+def _line(kind: str, name: str, content: str) -> str:
+    return f"{kind} {name} {base64.b64encode(content.encode()).decode()}\n"
+
+
+def bundle(step: str, variables: dict[str, object], files: dict[str, str] | None = None) -> str:
+    """The launcher followed by a bundle that runs `step` with `variables`, the
+    shared library, and `files` (node path -> content) under root/."""
+    lines = [_line("file", name, script(name)) for name in (step, "node-lib.sh")]
+    lines += [_line("file", f"var/{key}", str(value)) for key, value in sorted(variables.items())]
+    lines += [_line("file", f"root{path}", content) for path, content in sorted((files or {}).items())]
+    lines.append(f"step {step} -\n")
+    return script("entry.sh") + "".join(lines)

@@ -1,0 +1,141 @@
+"""NodeRuntime: one node's migration as ordered pulumi-command / pulumi-kubernetes
+children: preflight -> prestage -> drain -> switch -> node patch -> verify ->
+uncordon -> docker clean-up."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_command import local, remote
+
+from components.bundle import REMOTE_COMMAND, bundle
+from components.model import Settings
+from components.plan import NodePlan
+
+# Relative to the project directory, where Pulumi runs local commands, so the
+# command text (an input) does not change with the checkout's location.
+LOCAL_SCRIPTS = "components/scripts"
+RUNTIME_LABEL = "shimless.io/container-runtime"
+CRI_SOCKET_ANNOTATION = "kubeadm.alpha.kubernetes.io/cri-socket"
+RUNTIME_VERSION_PREFIX = {"containerd": "containerd://", "cri-o": "cri-o://"}
+
+
+@dataclass(frozen=True)
+class NodeRuntimeArgs:
+    plan: NodePlan
+    settings: Settings
+    private_key: pulumi.Input[str]  # secret
+    kubeconfig: pulumi.Input[str] | None = None  # secret; None with cluster.mode none
+    k8s_provider: k8s.Provider | None = None
+    after: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the previous batch
+
+
+class NodeRuntime(pulumi.ComponentResource):
+    """Moves one node onto its target runtime, or leaves it alone when it is there."""
+
+    done: pulumi.Resource  # the last step: the next batch waits for it
+    switch: remote.Command
+    report: pulumi.Output[dict]  # plan summary and the switch's result, for the stack outputs
+
+    def __init__(self, name: str, args: NodeRuntimeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("shimless:index:NodeRuntime", name, None, opts)
+        plan, node, settings = args.plan, args.plan.node, args.settings
+        self.steps: dict[str, pulumi.Resource] = {}
+        target = node.target
+        connection = remote.ConnectionArgs(
+            host=node.host, port=node.port, user=node.user, private_key=args.private_key,
+            host_key=node.host_key or None, dial_error_limit=3, per_dial_timeout=15,
+            proxy=remote.ProxyConnectionArgs(
+                host=node.bastion.host, port=node.bastion.port, user=node.bastion.user,
+                private_key=args.private_key, host_key=node.bastion.host_key or None,
+            ) if node.bastion else None,
+        )
+        common = {
+            "node": node.name,
+            "runtime": target.runtime,
+            "cri_endpoint": target.cri_endpoint,
+            "token": plan.token,
+        }
+
+        def node_step(step: str, script: str, variables: dict, files: dict | None, depends_on: list) -> remote.Command:
+            self.steps[step] = remote.Command(
+                f"{name}-{step}",
+                connection=connection,
+                create=REMOTE_COMMAND,
+                stdin=bundle(script, {**common, **variables}, files),
+                logging="stdoutAndStderr",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            )
+            return self.steps[step]
+
+        preflight = node_step("preflight", "preflight.sh", {"kubelet_version": plan.kubelet_version},
+                              plan.files, list(args.after))
+        prestage = node_step("prestage", "prestage.sh",
+                             {"source": target.source, "version": target.version}, plan.files, [preflight])
+        before_switch: list[pulumi.Resource] = [prestage]
+
+        drain = None
+        if settings.uses_cluster:
+            drain = self._local_step(
+                name, "drain", args, [prestage],
+                {"SHIMLESS_PREFLIGHT": preflight.stdout.apply(str.strip),
+                 "DRAIN_TIMEOUT": str(settings.drain.timeout_seconds),
+                 "DRAIN_GRACE_PERIOD": str(settings.drain.grace_period_seconds),
+                 "DRAIN_DELETE_EMPTYDIR_DATA": str(settings.drain.delete_emptydir_data).lower(),
+                 "DRAIN_FORCE": str(settings.drain.force).lower(),
+                 "DRAIN_RETRIES": str(settings.drain.retries)},
+            )
+            before_switch = [drain]
+
+        self.switch = node_step(
+            "switch", "switch.sh",
+            {"generation": plan.generation, "health_timeout": settings.rollout.health_timeout_seconds,
+             "settle_seconds": 5},
+            plan.files, before_switch,
+        )
+        last: pulumi.Resource = self.switch
+
+        if settings.uses_cluster:
+            patch = k8s.core.v1.NodePatch(
+                f"{name}-node-patch",
+                metadata=k8s.meta.v1.ObjectMetaPatchArgs(
+                    name=node.name,
+                    annotations={CRI_SOCKET_ANNOTATION: target.cri_endpoint},
+                    labels={RUNTIME_LABEL: target.runtime},
+                ),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.switch],
+                                            retain_on_delete=True),
+            )
+            self.steps["node-patch"] = patch
+            verify = self._local_step(
+                name, "verify", args, [patch],
+                {"SWITCH_OUTPUT": self.switch.stdout,
+                 "RUNTIME_PREFIX": RUNTIME_VERSION_PREFIX[target.runtime],
+                 "HEALTH_TIMEOUT": str(settings.rollout.health_timeout_seconds)},
+            )
+            last = self._local_step(name, "uncordon", args, [verify], {"DRAIN_OUTPUT": drain.stdout})
+
+        self.done = node_step(
+            "cleanup", "cleanup.sh",
+            {"docker_policy": settings.docker.mode, "docker_remove_data": str(settings.docker.remove_data).lower()},
+            None, [last],
+        )
+        # What the switch printed last, e.g. "switched runtime=containerd ... window_ms=8123".
+        result = self.switch.stdout.apply(lambda out: (out.strip().splitlines() or [""])[-1])
+        self.report = pulumi.Output.from_input({**plan.summary(), "result": result})
+        self.register_outputs({"report": self.report})
+
+    def _local_step(self, name: str, step: str, args: NodeRuntimeArgs, depends_on: list,
+                    environment: dict) -> local.Command:
+        """A kubectl step run where Pulumi runs; the kubeconfig goes on stdin."""
+        self.steps[step] = local.Command(
+            f"{name}-{step}",
+            create=f"bash {LOCAL_SCRIPTS}/{step}.sh",
+            stdin=args.kubeconfig,
+            environment={"NODE": args.plan.node.name, "SHIMLESS_TOKEN": args.plan.token, **environment},
+            logging="stdoutAndStderr",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+        return self.steps[step]

@@ -1,0 +1,230 @@
+"""The rollout plan: per node, what to write and why; fleet-wide, in what order.
+
+Pure: takes validated settings and each node's probed facts, returns plans the
+components turn into resources and the CLI prints. Nothing here talks to a node.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from components import daemon_json, kubelet_flags, render
+from components.facts import KUBEADM_FLAGS, KUBELET_CONFIG, NodeFacts
+from components.model import NodeSpec, RolloutPolicy, Settings
+
+# What each action means for the node, in words preview can show.
+ACTIONS = {
+    "migrate": "switch from {before} to {after} (cordon, drain, switch, verify, uncordon)",
+    "repair": "drift on a migrated node: re-apply the {after} config and restart",
+    "in-sync": "already on {after} with the desired config: left alone",
+    "blocked": "not migrated: {reason}",
+    "unknown": "not probed ({reason}); the plan is decided on the node at `up`",
+}
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    node: NodeSpec
+    action: str  # one of ACTIONS
+    runtime_before: str = "unknown"
+    reason: str = ""  # why blocked / unknown
+    files: dict[str, str] = field(default_factory=dict, hash=False)  # node path -> desired content
+    cgroup_driver: str = ""
+    kubelet_version: str = ""
+    runtime_version: str = ""
+    flags_added: tuple[str, ...] = ()
+    flags_removed: tuple[str, ...] = ()
+    translation: dict = field(default_factory=dict, hash=False)
+    drift: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    generation: int = 0
+
+    @property
+    def digest(self) -> str:
+        """Hash of the desired state: changes exactly when what we would write changes."""
+        desired = {"runtime": self.node.target.runtime, "files": self.files}
+        return hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def token(self) -> str:
+        """Input every per-node command carries. Stable while the node stays in sync;
+        moves to the next generation when it needs work, which the switch then records."""
+        return f"{self.digest[:16]}-g{self.generation}"
+
+    @property
+    def needs_work(self) -> bool:
+        return self.action in ("migrate", "repair")
+
+    def describe(self) -> str:
+        return ACTIONS[self.action].format(before=self.runtime_before, after=self.node.target.runtime,
+                                           reason=self.reason)
+
+    def summary(self) -> dict:
+        return {
+            "action": self.action,
+            "plan": self.describe(),
+            "runtimeBefore": self.runtime_before,
+            "runtimeAfter": self.node.target.runtime if self.action != "blocked" else self.runtime_before,
+            "kubeletVersion": self.kubelet_version,
+            "runtimeVersion": self.runtime_version,
+            "cgroupDriver": self.cgroup_driver,
+            "kubeletFlagsAdded": list(self.flags_added),
+            "kubeletFlagsRemoved": list(self.flags_removed),
+            "files": sorted(self.files),
+            "drift": list(self.drift),
+            "warnings": list(self.warnings),
+            "translation": self.translation,
+        }
+
+
+def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
+              docker_socket_pods: tuple[str, ...] = (), allow_docker_socket_workloads: bool = False) -> NodePlan:
+    if facts is None:
+        return NodePlan(node=node, action="unknown", reason=probe_error or "node not reachable")
+    target = node.target
+    warnings: list[str] = []
+    before = facts.runtime
+    version = facts.kubelet_version
+    if not version:
+        return NodePlan(node=node, action="blocked", runtime_before=before,
+                        reason="no kubelet answered `kubelet --version` on the node")
+    if facts.get("sudo") == "no":
+        return NodePlan(node=node, action="blocked", runtime_before=before,
+                        reason=f"user {node.user} is not root and `sudo -n` is refused")
+
+    flags_text = facts.files.get(KUBEADM_FLAGS, "")
+    config_text = facts.files.get(KUBELET_CONFIG, "")
+    kubelet_driver = kubelet_flags.kubelet_cgroup_driver(config_text)
+    if target.cgroup_driver == "auto":
+        cgroup_driver = kubelet_driver
+    else:
+        cgroup_driver = target.cgroup_driver
+        if cgroup_driver != kubelet_driver:
+            return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
+                            reason=f"target.cgroupDriver is {cgroup_driver} but the kubelet uses {kubelet_driver}; "
+                                   "changing the driver of a joined node is unsafe: use cgroupDriver auto")
+
+    translation = None
+    daemon_text = facts.daemon_json_text
+    if daemon_text is not None and daemon_text.strip():
+        try:
+            translation = daemon_json.translate_daemon_json(json.loads(daemon_text), target.runtime)
+        except (ValueError, daemon_json.DaemonJsonError) as exc:
+            warnings.append(f"/etc/docker/daemon.json not translated: {exc}")
+    if translation is not None and translation.docker_cgroup_driver != kubelet_driver and before == "docker":
+        warnings.append(f"Docker used cgroup driver {translation.docker_cgroup_driver} but the kubelet "
+                        f"{kubelet_driver}; the runtime gets the kubelet's")
+
+    runtime_version = target.version or (facts.containerd_version if target.runtime == "containerd"
+                                         else facts.get("crio.version"))
+    if target.runtime == "containerd" and not runtime_version:
+        warnings.append("containerd version unknown until installed: rendered for 1.6/1.7 (config version 2)")
+    files = render.render_runtime_files(target, containerd_version=runtime_version if target.runtime == "containerd" else "",
+                                        cgroup_driver=cgroup_driver, translation=translation)
+
+    in_config = kubelet_flags.endpoint_belongs_in_config(version, config_text)
+    flags = kubelet_flags.rewrite_kubeadm_flags(flags_text, version, target.cri_endpoint, endpoint_in_config=in_config)
+    files[KUBEADM_FLAGS] = flags.text
+    settings = translation.kubelet_settings if translation is not None else {}
+    if config_text or in_config or settings:
+        files[KUBELET_CONFIG] = kubelet_flags.rewrite_kubelet_config(
+            config_text, cri_endpoint=target.cri_endpoint if in_config else None, settings=settings)
+
+    drift = tuple(_drift(facts, files, target.runtime))
+    generation = facts.generation
+    if before != target.runtime and before not in ("docker", "unknown"):
+        warnings.append(f"the kubelet is on {before}; shimless moves it to {target.runtime}")
+    if not drift:
+        action = "in-sync"
+    elif docker_socket_pods and not allow_docker_socket_workloads:
+        return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
+                        reason="pods mount the Docker socket: " + ", ".join(docker_socket_pods) +
+                               " (move them, or set shimless:rollout.allowDockerSocketWorkloads: true)")
+    else:
+        action = "migrate" if before != target.runtime else "repair"
+        generation += 1
+    if docker_socket_pods:
+        warnings.append("pods mount the Docker socket and will break: " + ", ".join(docker_socket_pods))
+    return NodePlan(
+        node=node, action=action, runtime_before=before, files=files, cgroup_driver=cgroup_driver,
+        kubelet_version=version, runtime_version=runtime_version or "", flags_added=flags.added,
+        flags_removed=flags.removed, translation=translation.report() if translation else {},
+        drift=drift, warnings=tuple(warnings), generation=generation,
+    )
+
+
+def _drift(facts: NodeFacts, files: dict[str, str], runtime: str) -> list[str]:
+    """Each fact on the node that differs from the desired state, in words."""
+    found = []
+    for path, content in sorted(files.items()):
+        live = facts.files.get(path)
+        if live is None:
+            found.append(f"{path}: missing")
+        elif live != content:
+            found.append(f"{path}: differs from the rendered file")
+    service = "crio.service" if runtime == "cri-o" else "containerd.service"
+    unit = facts.unit(service)
+    if not unit.is_enabled:
+        found.append(f"{service}: {unit.enabled}, expected enabled")
+    if not unit.is_active:
+        found.append(f"{service}: {unit.active}, expected active")
+    for docker_unit in ("docker.service", "docker.socket"):
+        state = facts.unit(docker_unit)
+        if state.is_enabled:
+            found.append(f"{docker_unit}: enabled, expected disabled")
+        if state.is_active:
+            found.append(f"{docker_unit}: active, expected stopped")
+    if not facts.unit("kubelet.service").is_active:
+        found.append(f"kubelet.service: {facts.unit('kubelet.service').active}, expected active")
+    if facts.runtime != runtime:
+        found.append(f"kubelet runtime: {facts.runtime}, expected {runtime}")
+    return found
+
+
+def plan_batches(nodes: tuple[NodeSpec, ...], rollout: RolloutPolicy) -> list[list[str]]:
+    """Control-plane nodes first, one at a time; then `canary` workers alone;
+    then the remaining workers in batches of at most `max_unavailable`."""
+    batches: list[list[str]] = [[node.name] for node in nodes if node.is_control_plane]
+    workers = [node.name for node in nodes if not node.is_control_plane]
+    canaries, rest = workers[:rollout.canary], workers[rollout.canary:]
+    batches.extend([name] for name in canaries)
+    size = rollout.max_unavailable
+    batches.extend(rest[i:i + size] for i in range(0, len(rest), size))
+    return batches
+
+
+def docker_socket_pods(pods: dict) -> dict[str, list[str]]:
+    """Pods (from `kubectl get pods -A -o json`) whose hostPath volumes reach
+    docker.sock or dockershim.sock, directly or through a parent directory."""
+    sockets = ("/var/run/docker.sock", "/run/docker.sock", "/var/run/dockershim.sock", "/run/dockershim.sock")
+    found: dict[str, list[str]] = {}
+    for pod in pods.get("items", []):
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node:
+            continue
+        for volume in (pod.get("spec") or {}).get("volumes") or []:
+            host_path = (volume.get("hostPath") or {}).get("path")
+            if not host_path:
+                continue
+            path = host_path.rstrip("/") or "/"
+            if any(sock == path or sock.startswith(path + "/") or path == "/" for sock in sockets):
+                meta = pod.get("metadata") or {}
+                found.setdefault(node, []).append(f"{meta.get('namespace', 'default')}/{meta.get('name', '?')} (hostPath {path})")
+                break
+    return found
+
+
+def fleet_settings_summary(settings: Settings, plans: list[NodePlan]) -> dict:
+    counts: dict[str, int] = {}
+    for plan in plans:
+        counts[plan.action] = counts.get(plan.action, 0) + 1
+    batches = plan_batches(settings.nodes, settings.rollout)
+    by_name = {plan.node.name: plan for plan in plans}
+    order = [[name for name in batch if by_name[name].action not in ("in-sync", "blocked")] for batch in batches]
+    return {
+        "nodes": len(plans),
+        "counts": counts,
+        "plannedOrder": [batch for batch in order if batch],
+        "clusterMode": settings.cluster_mode,
+    }

@@ -1,0 +1,112 @@
+"""The program's steps before any resource exists: read and validate config,
+probe the nodes (read-only), scan for Docker-socket workloads, plan. Then
+build the fleet component. `__main__.py` calls `run()`; tests call `build()`
+with facts of their own."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import pulumi
+
+from components.config import NAMESPACE, ConfigError, parse_settings, schema_defaults, schema_types
+from components.facts import NodeFacts
+from components.migration import RuntimeMigration, RuntimeMigrationArgs
+from components.model import NodeSpec, Settings
+from components.plan import NodePlan, docker_socket_pods, plan_node
+from components.ssh import ProbeResult, probe_nodes
+
+Prober = Callable[[list[NodeSpec], dict[str, str]], dict[str, ProbeResult]]
+
+
+def read_raw_config() -> dict:
+    """Every shimless:* key the stack sets, decoded by its schema type (secrets in plain
+    text: they stay in this process and reach resources only as secret Outputs)."""
+    raw = {}
+    for key, kind in schema_types().items():
+        text = pulumi.runtime.get_config(f"{NAMESPACE}:{key}")
+        if text is None:
+            continue
+        if kind == "string":
+            raw[key] = text
+        else:
+            try:
+                raw[key] = json.loads(text)
+            except json.JSONDecodeError:
+                raw[key] = text  # e.g. a bare integer set by `pulumi config set`
+    return raw
+
+
+def private_keys(raw: dict, settings: Settings) -> dict[str, str]:
+    default_key = raw.get("sshPrivateKey") or ""
+    path = raw.get("sshPrivateKeyPath") or ""
+    if path and not default_key:
+        try:
+            default_key = Path(os.path.expanduser(path)).read_text()
+        except OSError as exc:
+            raise ConfigError([f"{NAMESPACE}:sshPrivateKeyPath: cannot read {path}: {exc.strerror}"]) from exc
+    own = {n.get("name"): n.get("privateKey") for n in raw.get("nodes") or [] if isinstance(n, dict)}
+    return {node.name: own.get(node.name) or default_key for node in settings.nodes}
+
+
+def scan_docker_socket_pods(kubeconfig: str) -> dict[str, list[str]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise ConfigError([f"{NAMESPACE}:cluster.mode: kubeconfig needs kubectl on PATH where Pulumi runs"])
+    with tempfile.NamedTemporaryFile("w", prefix="shimless-kubeconfig-") as handle:
+        handle.write(kubeconfig)
+        handle.flush()
+        done = subprocess.run([kubectl, "--kubeconfig", handle.name, "get", "pods", "-A", "-o", "json",
+                               "--request-timeout=30s"], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot list pods with shimless:kubeconfig: {done.stderr.strip()}")
+    return docker_socket_pods(json.loads(done.stdout))
+
+
+def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResult],
+          kubeconfig: str | None, socket_pods: dict[str, list[str]]) -> RuntimeMigration:
+    plans = []
+    for node in settings.nodes:
+        result = results.get(node.name)
+        facts: NodeFacts | None = result.facts if result else None
+        plans.append(plan_node(node, facts, probe_error=result.error if result else "",
+                               docker_socket_pods=tuple(socket_pods.get(node.name, ())),
+                               allow_docker_socket_workloads=settings.rollout.allow_docker_socket_workloads))
+    unknown = [p for p in plans if p.action == "unknown"]
+    if unknown and not pulumi.runtime.is_dry_run():
+        raise RuntimeError("cannot update: nodes not probed: " +
+                           "; ".join(f"{p.node.name}: {p.reason}" for p in unknown))
+    for plan in plans:
+        message = f"{plan.node.name}: {plan.describe()}"
+        for line in plan.drift if plan.action == "repair" else ():
+            message += f"\n    drift: {line}"
+        for line in plan.warnings:
+            message += f"\n    warning: {line}"
+        not_carried = plan.translation.get("not_carried") or []
+        if not_carried:
+            message += "\n    not carried over from daemon.json: " + ", ".join(item["key"] for item in not_carried)
+        (pulumi.log.warn if plan.action in ("blocked", "unknown") else pulumi.log.info)(message)
+    if not settings.uses_cluster:
+        pulumi.log.warn("cluster.mode is none: cordon, drain, the cri-socket annotation and Ready checks through "
+                        "the API are SKIPPED; nodes switch while pods are still scheduled on them")
+    secret_keys = {name: pulumi.Output.secret(key) for name, key in keys.items()}
+    return RuntimeMigration(
+        "shimless",
+        RuntimeMigrationArgs(settings=settings, plans=tuple(plans), private_keys=secret_keys,
+                             kubeconfig=pulumi.Output.secret(kubeconfig) if kubeconfig else None),
+    )
+
+
+def run(prober: Prober = probe_nodes) -> RuntimeMigration:
+    raw = read_raw_config()
+    settings = parse_settings(raw, schema_defaults())
+    keys = private_keys(raw, settings)
+    results = prober(list(settings.nodes), keys)
+    kubeconfig = raw.get("kubeconfig") if settings.uses_cluster else None
+    socket_pods = scan_docker_socket_pods(kubeconfig) if kubeconfig else {}
+    return build(settings, keys, results, kubeconfig, socket_pods)

@@ -1,0 +1,108 @@
+"""Shared fixtures: Pulumi mocks that record every registration, and facts of
+Docker-era and migrated nodes as the probe would report them."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DOCKER_DAEMON_JSON = """{
+  "exec-opts": ["native.cgroupdriver=systemd"],
+  "log-driver": "json-file",
+  "log-opts": {"max-size": "50m", "max-file": "3"},
+  "registry-mirrors": ["https://mirror.example.com"],
+  "insecure-registries": ["registry.internal:5000"],
+  "live-restore": true
+}
+"""
+KUBELET_CONFIG = """apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: systemd
+clusterDNS:
+- 10.96.0.10
+"""
+
+
+def docker_era_facts(kubelet: str = "v1.23.17", containerd: str = "1.6.20"):
+    from components.facts import NodeFacts
+    return NodeFacts(
+        facts={
+            "os.id": "debian", "os.version": "12", "pkg.manager": "apt", "user.uid": "0", "sudo": "yes",
+            "kubelet.version": f"Kubernetes {kubelet}", "containerd.version": containerd,
+            "unit.kubelet.service": "enabled/active", "unit.docker.service": "enabled/active",
+            "unit.docker.socket": "enabled/active", "unit.containerd.service": "enabled/active",
+            "unit.crio.service": "not-found/inactive", "shimless.generation": "0",
+        },
+        files={
+            "/var/lib/kubelet/kubeadm-flags.env":
+                'KUBELET_KUBEADM_ARGS="--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.6"\n',
+            "/var/lib/kubelet/config.yaml": KUBELET_CONFIG,
+            "/etc/docker/daemon.json": DOCKER_DAEMON_JSON,
+            "/etc/containerd/config.toml": 'disabled_plugins = ["cri"]\n',
+        },
+    )
+
+
+def migrated_facts(node, generation: int = 1, **kwargs):
+    """The facts of `node` right after a successful switch to its target."""
+    from components.facts import NodeFacts
+    from components.plan import plan_node
+    before = docker_era_facts(**kwargs)
+    plan = plan_node(node, before)
+    facts = dict(before.facts)
+    facts.update({"unit.docker.service": "disabled/inactive", "unit.docker.socket": "disabled/inactive",
+                  "shimless.generation": str(generation)})
+    files = dict(before.files)
+    files.update(plan.files)
+    files["/var/lib/shimless/backup/original/etc/docker/daemon.json"] = before.files["/etc/docker/daemon.json"]
+    return NodeFacts(facts=facts, files=files)
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    parent: str
+    dependencies: list[str]
+    inputs: dict = field(default_factory=dict)
+
+
+@pytest.fixture
+def pulumi_mocks():
+    """Install Pulumi mocks for one test; yields the list of registrations."""
+    import pulumi
+    from pulumi.runtime.mocks import MockMonitor
+
+    registrations: list[Registration] = []
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args):
+            outputs = dict(args.inputs)
+            if args.typ == "command:remote:Command":
+                outputs["stdout"] = "action=switch\n" if args.name.endswith("-preflight") else "ok\n"
+                outputs["stderr"] = ""
+            if args.typ == "command:local:Command":
+                outputs["stdout"] = "was_unschedulable=false\n" if args.name.endswith("-drain") else "ok\n"
+                outputs["stderr"] = ""
+            return f"{args.name}-id", outputs
+
+        def call(self, args):
+            return {}
+
+    class RecordingMonitor(MockMonitor):
+        def RegisterResource(self, request):
+            registrations.append(Registration(request.type, request.name, request.parent,
+                                              list(request.dependencies)))
+            return super().RegisterResource(request)
+
+    mocks = Mocks()
+    pulumi.runtime.set_mocks(mocks, project="shimless", stack="unit", preview=False,
+                             monitor=RecordingMonitor(mocks))
+    yield registrations
+    pulumi.runtime.settings.configure(pulumi.runtime.settings.Settings(project="shimless", stack="unit"))

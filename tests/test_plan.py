@@ -1,0 +1,113 @@
+"""Planning from probed facts: actions, drift, tokens, batches, socket scan."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from components.config import parse_settings
+from components.facts import NodeFacts, parse_probe_output
+from components.plan import docker_socket_pods, plan_batches, plan_node
+from tests.conftest import docker_era_facts, migrated_facts
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKQ"
+
+
+@pytest.fixture
+def node():
+    settings = parse_settings({"nodes": [{"name": "w1", "host": "10.0.0.1", "hostKey": HOST_KEY}],
+                               "sshPrivateKey": "k", "cluster": {"mode": "none"}})
+    return settings.nodes[0]
+
+
+def test_docker_node_is_migrated_with_translated_settings(node):
+    plan = plan_node(node, docker_era_facts())
+    assert plan.action == "migrate" and plan.runtime_before == "docker"
+    assert plan.generation == 1
+    config = plan.files["/etc/containerd/config.toml"]
+    assert "SystemdCgroup = true" in config and 'disabled_plugins = ["cri"]' not in config
+    assert "https://mirror.example.com" in plan.files["/etc/containerd/certs.d/docker.io/hosts.toml"]
+    flags = plan.files["/var/lib/kubelet/kubeadm-flags.env"]
+    assert "--container-runtime=remote" in flags and "--network-plugin" not in flags
+    assert "containerLogMaxSize: 50Mi" in plan.files["/var/lib/kubelet/config.yaml"]
+    assert {item["key"] for item in plan.translation["not_carried"]} >= {"live-restore"}
+
+
+def test_migrated_node_is_in_sync_with_a_stable_token(node):
+    first = plan_node(node, docker_era_facts())
+    after = plan_node(node, migrated_facts(node, generation=first.generation))
+    assert after.action == "in-sync" and after.drift == ()
+    assert after.token == first.token  # the next preview shows no change
+
+
+@pytest.mark.parametrize("tamper, expected", [
+    (lambda f: f.files.update({"/etc/containerd/config.toml": "version = 2\n"}),
+     "/etc/containerd/config.toml: differs from the rendered file"),
+    (lambda f: f.facts.update({"unit.docker.service": "enabled/active"}), "docker.service: enabled, expected disabled"),
+    (lambda f: f.facts.update({"unit.containerd.service": "disabled/inactive"}), "containerd.service: disabled, expected enabled"),
+    (lambda f: f.files.pop("/etc/crictl.yaml"), "/etc/crictl.yaml: missing"),
+])
+def test_drift_is_named_and_moves_the_token(node, tamper, expected):
+    clean = migrated_facts(node)
+    drifted = NodeFacts(facts=dict(clean.facts), files=dict(clean.files))
+    tamper(drifted)
+    plan = plan_node(node, drifted)
+    assert plan.action == "repair"
+    assert expected in plan.drift
+    assert plan.token != plan_node(node, clean).token
+    # After the repair the node records the new generation: in sync, same token.
+    repaired = NodeFacts(facts={**clean.facts, "shimless.generation": str(plan.generation)}, files=clean.files)
+    assert plan_node(node, repaired).token == plan.token
+
+
+def test_blocked_by_docker_socket_pods_unless_allowed(node):
+    plan = plan_node(node, docker_era_facts(), docker_socket_pods=("ci/runner (hostPath /var/run)",))
+    assert plan.action == "blocked" and "ci/runner" in plan.reason
+    allowed = plan_node(node, docker_era_facts(), docker_socket_pods=("ci/runner (hostPath /var/run)",),
+                        allow_docker_socket_workloads=True)
+    assert allowed.action == "migrate" and any("ci/runner" in w for w in allowed.warnings)
+
+
+def test_explicit_cgroup_driver_different_from_kubelet_blocks(node):
+    node = replace(node, target=replace(node.target, cgroup_driver="cgroupfs"))
+    plan = plan_node(node, docker_era_facts())
+    assert plan.action == "blocked" and "kubelet uses systemd" in plan.reason
+
+
+def test_unreachable_node_is_unknown(node):
+    plan = plan_node(node, None, probe_error="ssh: connection refused")
+    assert plan.action == "unknown" and "connection refused" in plan.describe()
+
+
+def test_docker_socket_scan_finds_parents_and_ignores_others():
+    pods = {"items": [
+        {"metadata": {"namespace": "ci", "name": "dind"}, "spec": {"nodeName": "w1", "volumes": [
+            {"name": "s", "hostPath": {"path": "/var/run/docker.sock"}}]}},
+        {"metadata": {"namespace": "mon", "name": "agent"}, "spec": {"nodeName": "w2", "volumes": [
+            {"name": "s", "hostPath": {"path": "/run/"}}]}},
+        {"metadata": {"namespace": "app", "name": "web"}, "spec": {"nodeName": "w2", "volumes": [
+            {"name": "d", "hostPath": {"path": "/var/log"}}, {"name": "e", "emptyDir": {}}]}},
+    ]}
+    assert docker_socket_pods(pods) == {"w1": ["ci/dind (hostPath /var/run/docker.sock)"],
+                                        "w2": ["mon/agent (hostPath /run)"]}
+
+
+def test_batches_never_exceed_max_unavailable():
+    raw_nodes = [{"name": f"w{i}", "host": f"10.0.0.{i}", "hostKey": HOST_KEY} for i in range(1, 12)]
+    raw_nodes[5]["role"] = "control-plane"
+    settings = parse_settings({"nodes": raw_nodes, "sshPrivateKey": "k", "cluster": {"mode": "none"},
+                               "rollout": {"canary": 2, "maxUnavailable": 3}})
+    batches = plan_batches(settings.nodes, settings.rollout)
+    assert batches[0] == ["w6"]
+    assert batches[1:3] == [["w1"], ["w2"]]
+    assert all(len(b) <= 3 for b in batches)
+    assert sorted(n for b in batches for n in b) == sorted(n.name for n in settings.nodes)
+
+
+def test_probe_output_parses_and_rejects_garbage():
+    facts = parse_probe_output("fact os.id debian\nfact unit.kubelet.service enabled/active\n"
+                               "file /etc/crictl.yaml cnVudGltZS1lbmRwb2ludDogeAo=\n")
+    assert facts.files["/etc/crictl.yaml"] == "runtime-endpoint: x\n"
+    assert facts.unit("kubelet.service").is_active
+    with pytest.raises(Exception, match="unexpected output"):
+        parse_probe_output("bash: kubelet: command not found\n")
