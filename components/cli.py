@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from typing import Callable
 
-from components import kubelet_flags
+from components import cli_stack, kubelet_flags
 from components.daemon_json import DaemonJsonError, DaemonTranslation, translate_daemon_json
 from components.model import CGROUP_DRIVERS, RUNTIMES, RuntimeTarget
 from components.render import containerd_config_version, render_runtime_files
@@ -286,8 +286,7 @@ def _write(out: str, node_path: str, content: str) -> None:
 # --- entry point -------------------------------------------------------------
 
 # Each subcommand registers itself here: (add_parser function).
-# check-config and drift are added next to render.
-SUBCOMMANDS: list[Callable] = [_add_render]
+SUBCOMMANDS: list[Callable] = [_add_render, cli_stack.add_check_config, cli_stack.add_drift]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ the typed schema in Pulumi.yaml, so they are written down exactly once.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -385,3 +386,17 @@ def _redact_secure(value: Any) -> Any:
     if isinstance(value, list):
         return [_redact_secure(v) for v in value]
     return value
+
+
+def private_keys(raw: dict[str, Any], settings: Settings) -> dict[str, str]:
+    """Each node's SSH private key text: its own, else sshPrivateKey, else the
+    file at sshPrivateKeyPath (read on the machine running shimless)."""
+    default_key = raw.get("sshPrivateKey") or ""
+    path = raw.get("sshPrivateKeyPath") or ""
+    if path and not default_key:
+        try:
+            default_key = Path(os.path.expanduser(path)).read_text()
+        except OSError as exc:
+            raise ConfigError([f"{NAMESPACE}:sshPrivateKeyPath: cannot read {path}: {exc.strerror}"]) from exc
+    own = {n.get("name"): n.get("privateKey") for n in raw.get("nodes") or [] if isinstance(n, dict)}
+    return {node.name: own.get(node.name) or default_key for node in settings.nodes}

@@ -8,10 +8,22 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from components import daemon_json, kubelet_flags, render
 from components.facts import KUBEADM_FLAGS, KUBELET_CONFIG, NodeFacts
 from components.model import NodeSpec, RolloutPolicy, Settings
+
+class Drift(NamedTuple):
+    """One fact on a node that differs from the desired state."""
+
+    fact: str
+    expected: str
+    found: str
+
+    def __str__(self) -> str:
+        return f"{self.fact}: {self.found}, expected {self.expected}"
+
 
 # What each action means for the node, in words preview can show.
 ACTIONS = {
@@ -36,7 +48,7 @@ class NodePlan:
     flags_added: tuple[str, ...] = ()
     flags_removed: tuple[str, ...] = ()
     translation: dict = field(default_factory=dict, hash=False)
-    drift: tuple[str, ...] = ()
+    drift: tuple[Drift, ...] = ()
     warnings: tuple[str, ...] = ()
     generation: int = 0
 
@@ -72,7 +84,7 @@ class NodePlan:
             "kubeletFlagsAdded": list(self.flags_added),
             "kubeletFlagsRemoved": list(self.flags_removed),
             "files": sorted(self.files),
-            "drift": list(self.drift),
+            "drift": [str(d) for d in self.drift],
             "warnings": list(self.warnings),
             "translation": self.translation,
         }
@@ -154,32 +166,30 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
     )
 
 
-def _drift(facts: NodeFacts, files: dict[str, str], runtime: str) -> list[str]:
-    """Each fact on the node that differs from the desired state, in words."""
+def _drift(facts: NodeFacts, files: dict[str, str], runtime: str) -> list[Drift]:
+    """Each fact on the node that differs from the desired state."""
     found = []
     for path, content in sorted(files.items()):
         live = facts.files.get(path)
-        if live is None:
-            found.append(f"{path}: missing")
-        elif live != content:
-            found.append(f"{path}: differs from the rendered file")
+        if live != content:
+            found.append(Drift(path, f"rendered ({_digest(content)})",
+                               "missing" if live is None else f"differs ({_digest(live)})"))
     service = "crio.service" if runtime == "cri-o" else "containerd.service"
-    unit = facts.unit(service)
-    if not unit.is_enabled:
-        found.append(f"{service}: {unit.enabled}, expected enabled")
-    if not unit.is_active:
-        found.append(f"{service}: {unit.active}, expected active")
-    for docker_unit in ("docker.service", "docker.socket"):
-        state = facts.unit(docker_unit)
-        if state.is_enabled:
-            found.append(f"{docker_unit}: enabled, expected disabled")
-        if state.is_active:
-            found.append(f"{docker_unit}: active, expected stopped")
-    if not facts.unit("kubelet.service").is_active:
-        found.append(f"kubelet.service: {facts.unit('kubelet.service').active}, expected active")
+    expected_units = {service: ("enabled", "active"), "docker.service": ("disabled", "inactive"),
+                      "docker.socket": ("disabled", "inactive"), "kubelet.service": (None, "active")}
+    for unit_name, (enabled, active) in expected_units.items():
+        unit = facts.unit(unit_name)
+        if enabled == "enabled" and not unit.is_enabled or enabled == "disabled" and unit.is_enabled:
+            found.append(Drift(f"{unit_name} enabled", enabled, unit.enabled))
+        if active == "active" and not unit.is_active or active == "inactive" and unit.is_active:
+            found.append(Drift(f"{unit_name} active", active, unit.active))
     if facts.runtime != runtime:
-        found.append(f"kubelet runtime: {facts.runtime}, expected {runtime}")
+        found.append(Drift("kubelet runtime", runtime, facts.runtime))
     return found
+
+
+def _digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def plan_batches(nodes: tuple[NodeSpec, ...], rollout: RolloutPolicy) -> list[list[str]]:

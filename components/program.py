@@ -5,16 +5,14 @@ with facts of their own."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 from typing import Callable
 
 import pulumi
 
-from components.config import NAMESPACE, ConfigError, parse_settings, schema_defaults, schema_types
+from components.config import NAMESPACE, ConfigError, parse_settings, private_keys, schema_defaults, schema_types
 from components.facts import NodeFacts
 from components.migration import RuntimeMigration, RuntimeMigrationArgs
 from components.model import NodeSpec, Settings
@@ -40,18 +38,6 @@ def read_raw_config() -> dict:
             except json.JSONDecodeError:
                 raw[key] = text  # e.g. a bare integer set by `pulumi config set`
     return raw
-
-
-def private_keys(raw: dict, settings: Settings) -> dict[str, str]:
-    default_key = raw.get("sshPrivateKey") or ""
-    path = raw.get("sshPrivateKeyPath") or ""
-    if path and not default_key:
-        try:
-            default_key = Path(os.path.expanduser(path)).read_text()
-        except OSError as exc:
-            raise ConfigError([f"{NAMESPACE}:sshPrivateKeyPath: cannot read {path}: {exc.strerror}"]) from exc
-    own = {n.get("name"): n.get("privateKey") for n in raw.get("nodes") or [] if isinstance(n, dict)}
-    return {node.name: own.get(node.name) or default_key for node in settings.nodes}
 
 
 def scan_docker_socket_pods(kubeconfig: str) -> dict[str, list[str]]:

@@ -41,11 +41,10 @@ def test_migrated_node_is_in_sync_with_a_stable_token(node):
 
 
 @pytest.mark.parametrize("tamper, expected", [
-    (lambda f: f.files.update({"/etc/containerd/config.toml": "version = 2\n"}),
-     "/etc/containerd/config.toml: differs from the rendered file"),
-    (lambda f: f.facts.update({"unit.docker.service": "enabled/active"}), "docker.service: enabled, expected disabled"),
-    (lambda f: f.facts.update({"unit.containerd.service": "disabled/inactive"}), "containerd.service: disabled, expected enabled"),
-    (lambda f: f.files.pop("/etc/crictl.yaml"), "/etc/crictl.yaml: missing"),
+    (lambda f: f.files.update({"/etc/containerd/config.toml": "version = 2\n"}), "/etc/containerd/config.toml"),
+    (lambda f: f.facts.update({"unit.docker.service": "enabled/active"}), "docker.service enabled"),
+    (lambda f: f.facts.update({"unit.containerd.service": "disabled/inactive"}), "containerd.service active"),
+    (lambda f: f.files.pop("/etc/crictl.yaml"), "/etc/crictl.yaml"),
 ])
 def test_drift_is_named_and_moves_the_token(node, tamper, expected):
     clean = migrated_facts(node)
@@ -53,7 +52,7 @@ def test_drift_is_named_and_moves_the_token(node, tamper, expected):
     tamper(drifted)
     plan = plan_node(node, drifted)
     assert plan.action == "repair"
-    assert expected in plan.drift
+    assert expected in [d.fact for d in plan.drift]
     assert plan.token != plan_node(node, clean).token
     # After the repair the node records the new generation: in sync, same token.
     repaired = NodeFacts(facts={**clean.facts, "shimless.generation": str(plan.generation)}, files=clean.files)
