@@ -1,8 +1,14 @@
 """shimless: reconcile every node in the stack onto its target container runtime."""
 import pulumi
 
-from components.program import run
+from components.config import ConfigError
+from components.program import PlanError, run
 
-migration = run()
+try:
+    migration = run()
+except (ConfigError, PlanError) as exc:
+    # Reported without a traceback: these are the user's to fix, and nothing ran.
+    raise pulumi.RunError(str(exc)) from None
+
 pulumi.export("fleet", migration.summary)
 pulumi.export("nodes", {name: node.report for name, node in migration.nodes.items()})

@@ -19,6 +19,10 @@ from components.model import NodeSpec, Settings
 from components.plan import NodePlan, docker_socket_pods, plan_node
 from components.ssh import ProbeResult, probe_nodes
 
+class PlanError(Exception):
+    """The program cannot plan safely; nothing has been changed on any node."""
+
+
 Prober = Callable[[list[NodeSpec], dict[str, str]], dict[str, ProbeResult]]
 
 
@@ -50,12 +54,16 @@ def scan_docker_socket_pods(kubeconfig: str) -> dict[str, list[str]]:
         done = subprocess.run([kubectl, "--kubeconfig", handle.name, "get", "pods", "-A", "-o", "json",
                                "--request-timeout=30s"], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"cannot list pods with shimless:kubeconfig: {done.stderr.strip()}")
+        raise PlanError(f"cannot list pods with shimless:kubeconfig: {done.stderr.strip()}")
     return docker_socket_pods(json.loads(done.stdout))
 
 
 def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResult],
           kubeconfig: str | None, socket_pods: dict[str, list[str]]) -> RuntimeMigration:
+    refused = [r for r in results.values() if r.fatal]
+    if refused:
+        raise PlanError("SSH refused, nothing was changed on any node:\n" +
+                           "\n".join(f"  node {r.node}: {r.error}" for r in refused))
     plans = []
     for node in settings.nodes:
         result = results.get(node.name)
@@ -65,7 +73,7 @@ def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResu
                                allow_docker_socket_workloads=settings.rollout.allow_docker_socket_workloads))
     unknown = [p for p in plans if p.action == "unknown"]
     if unknown and not pulumi.runtime.is_dry_run():
-        raise RuntimeError("cannot update: nodes not probed: " +
+        raise PlanError("cannot update, nothing was changed: nodes not probed: " +
                            "; ".join(f"{p.node.name}: {p.reason}" for p in unknown))
     for plan in plans:
         message = f"{plan.node.name}: {plan.describe()}"

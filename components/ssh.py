@@ -23,6 +23,9 @@ class ProbeResult:
     node: str
     facts: NodeFacts | None
     error: str = ""
+    # Refused credentials or a host key that differs from the pinned one: never
+    # just "unreachable", even in preview.
+    fatal: bool = False
 
 
 def _known_host(host: str, port: int, key: str) -> str:
@@ -63,9 +66,12 @@ def probe_node(node: NodeSpec, private_key: str, *, timeout: int = PROBE_TIMEOUT
             return ProbeResult(node.name, None, f"ssh {node.user}@{node.host}:{node.port} timed out after {timeout}s")
     if done.returncode != 0:
         detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        fatal = False
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in done.stderr or "Host key verification failed" in done.stderr:
-            detail = "host key verification failed: the node's SSH host key differs from the pinned hostKey"
-        return ProbeResult(node.name, None, f"ssh {node.user}@{node.host}:{node.port}: {detail}")
+            detail, fatal = "host key verification failed: the node's SSH host key differs from the pinned hostKey", True
+        elif "Permission denied" in done.stderr:
+            detail, fatal = f"the SSH key was refused for user {node.user} ({detail})", True
+        return ProbeResult(node.name, None, f"ssh {node.user}@{node.host}:{node.port}: {detail}", fatal)
     try:
         return ProbeResult(node.name, parse_probe_output(done.stdout))
     except ProbeError as exc:

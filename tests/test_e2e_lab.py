@@ -1,0 +1,201 @@
+"""End to end on the lab's real nodes (systemd-nspawn, real systemd, sshd,
+Docker and containerd), through the real Pulumi engine (Automation API).
+
+Runs in file order: refusals first on fresh nodes, then a full migration,
+idempotence, a runtime failure with rollback, and a dropped SSH session."""
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+
+import pytest
+
+from tests import lab
+
+pytestmark = pytest.mark.e2e
+
+MANAGED_FILES = ("/etc/containerd/config.toml", "/etc/containerd/certs.d/docker.io/hosts.toml",
+                 "/etc/crictl.yaml", "/var/lib/kubelet/kubeadm-flags.env", "/var/lib/kubelet/config.yaml")
+FAULT_DROP_IN = "/etc/systemd/system/containerd.service.d/99-e2e-fault.conf"
+
+
+@pytest.fixture(scope="module")
+def lab_config():
+    config = lab.require_lab()
+    lab.reset()
+    return config
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="module")
+def stack(lab_config, backend, tmp_path_factory):
+    work = lab.project_copy(tmp_path_factory.mktemp("lab"))
+    return lab.engine_stack(work, backend)
+
+
+def untouched(node: str) -> bool:
+    return lab.ssh(node, "test -e /var/lib/shimless", check=False).returncode != 0
+
+
+def standin(node: str) -> dict:
+    return json.loads(lab.out(node, "cat /var/lib/kubelet/standin-status.json"))
+
+
+def variant(lab_config, tmp_path, mutate, stack_name="lab"):
+    config = copy.deepcopy(lab_config)
+    mutate(config["config"])
+    work = lab.project_copy(tmp_path, config, stack_name)
+    return lab.engine_stack(work, tmp_path / "state", stack_name)
+
+
+def test_invalid_config_is_refused_before_any_node_is_touched(lab_config, tmp_path):
+    from pulumi.automation import errors
+
+    def break_it(config):
+        config["shimless:rollout"] = {"maxUnavailable": 0}
+        config["shimless:nodes"][1]["port"] = 70000
+    stack = variant(lab_config, tmp_path, break_it)
+    with pytest.raises(errors.CommandError) as info:
+        stack.up(color="never")
+    message = str(info.value)
+    assert "shimless:rollout.maxUnavailable: must be >= 1, got 0" in message
+    assert "shimless:nodes[1].port (node lab-w1): must be between 1 and 65535, got 70000" in message
+    assert all(untouched(node) for node in lab.NODES)
+
+
+@pytest.mark.parametrize("what", ["host key", "private key"])
+def test_wrong_ssh_credentials_are_refused_before_any_node_is_touched(lab_config, tmp_path, what):
+    from pulumi.automation import errors
+
+    def break_it(config):
+        nodes = config["shimless:nodes"]
+        if what == "host key":
+            nodes[2]["hostKey"] = nodes[1]["hostKey"]  # lab-w2 pinned to lab-w1's key
+        else:
+            wrong = tmp_path / "wrong_key"
+            import subprocess
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+            config["shimless:sshPrivateKeyPath"] = str(wrong)
+    stack = variant(lab_config, tmp_path, break_it)
+    with pytest.raises(errors.CommandError) as info:
+        stack.up(color="never")
+    message = str(info.value)
+    assert "SSH refused, nothing was changed on any node" in message
+    if what == "host key":
+        assert "node lab-w2" in message and "differs from the pinned hostKey" in message
+    else:
+        assert "the SSH key was refused for user root" in message
+    assert all(untouched(node) for node in lab.NODES)
+
+
+def test_up_migrates_every_node(stack):
+    preview = stack.preview(color="never")
+    assert "switch from docker to containerd" in preview.stdout
+    result = stack.up(color="never", on_output=print)
+    assert result.summary.result == "succeeded"
+    for node in lab.NODES:
+        lab.out(node, "crictl --runtime-endpoint unix:///run/containerd/containerd.sock info >/dev/null")
+        config = lab.out(node, "cat /etc/containerd/config.toml")
+        assert 'disabled_plugins = ["cri"]' not in config
+        assert "SystemdCgroup = true" in config  # the kubelet's cgroupDriver: systemd
+        assert 'sandbox_image = "registry.k8s.io/pause:3.6"' in config
+        assert 'config_path = "/etc/containerd/certs.d"' in config
+        assert "https://mirror.lab.invalid" in lab.out(node, "cat /etc/containerd/certs.d/docker.io/hosts.toml")
+        assert "skip_verify = true" in lab.out(node, "cat /etc/containerd/certs.d/registry.lab.invalid:5000/hosts.toml")
+        flags = lab.out(node, "cat /var/lib/kubelet/kubeadm-flags.env")
+        assert "--container-runtime=remote" in flags
+        assert "--container-runtime-endpoint=unix:///run/containerd/containerd.sock" in flags
+        assert "--network-plugin" not in flags and "--pod-infra-container-image" not in flags
+        assert "containerLogMaxSize: 50Mi" in lab.out(node, "cat /var/lib/kubelet/config.yaml")
+        for unit in ("docker.service", "docker.socket"):
+            assert lab.ssh(node, f"systemctl is-enabled {unit}", check=False).stdout.strip() != "enabled"
+            assert lab.ssh(node, f"systemctl is-active {unit}", check=False).stdout.strip() != "active"
+        original = lab.out(node, "cat /var/lib/shimless/backup/original/var/lib/kubelet/kubeadm-flags.env")
+        assert "--network-plugin=cni" in original
+        status = standin(node)
+        assert status["mode"] == "remote" and status["runtimeName"] == "containerd" and status["ready"] is True
+    outputs = stack.outputs()
+    nodes = outputs["nodes"].value
+    assert set(nodes) == set(lab.NODES)
+    assert all(n["runtimeBefore"] == "docker" and n["runtimeAfter"] == "containerd" for n in nodes.values())
+    assert all(n["result"].startswith("switched runtime=containerd") for n in nodes.values())
+
+
+def fingerprint(node: str) -> str:
+    return lab.out(node, "stat -c '%n %Y %s' " + " ".join(MANAGED_FILES) + " && sha256sum " + " ".join(MANAGED_FILES))
+
+
+def test_second_preview_and_up_change_nothing(stack):
+    before = {node: fingerprint(node) for node in lab.NODES}
+    preview = stack.preview(color="never")
+    assert lab.changes(preview.change_summary) == {}
+    result = stack.up(color="never")
+    assert lab.changes(result.summary.resource_changes) == {}
+    assert {node: fingerprint(node) for node in lab.NODES} == before
+
+
+def test_runtime_failure_rolls_back_that_node_and_stops_the_rollout(stack):
+    from pulumi.automation import errors
+    lab.reset()
+    # containerd on lab-w1 refuses to start once shimless's config is active.
+    lab.out("lab-w1", f"mkdir -p {FAULT_DROP_IN.rsplit('/', 1)[0]} && printf '%s\\n' '[Service]' "
+                      "\"ExecStartPre=/bin/sh -c '! grep -q \\\"Managed by shimless\\\" /etc/containerd/config.toml'\" "
+                      f"> {FAULT_DROP_IN} && systemctl daemon-reload")
+    with pytest.raises(errors.CommandError) as info:
+        stack.up(color="never")
+    message = str(info.value)
+    assert "lab-w1" in message and "step 'start-runtime' failed" in message and "ROLLED BACK" in message
+    # lab-w1: fully old again.
+    status = standin("lab-w1")
+    assert status["mode"] == "dockershim" and status["runtimeName"] == "docker" and status["ready"] is True
+    assert "--network-plugin=cni" in lab.out("lab-w1", "cat /var/lib/kubelet/kubeadm-flags.env")
+    assert 'disabled_plugins = ["cri"]' in lab.out("lab-w1", "cat /etc/containerd/config.toml")
+    assert lab.out("lab-w1", "systemctl is-enabled docker.service") == "enabled"
+    assert lab.out("lab-w1", "systemctl is-active docker.service") == "active"
+    # lab-cp1 (an earlier batch) is fully new; lab-w2 (a later batch) was never touched.
+    assert standin("lab-cp1")["runtimeName"] == "containerd"
+    assert untouched("lab-w2") and standin("lab-w2")["runtimeName"] == "docker"
+    # Fault removed: the same `up` resumes and completes.
+    lab.out("lab-w1", f"rm {FAULT_DROP_IN} && systemctl daemon-reload")
+    result = stack.up(color="never")
+    assert result.summary.result == "succeeded"
+    assert all(standin(node)["runtimeName"] == "containerd" for node in lab.NODES)
+    assert lab.changes(stack.preview(color="never").change_summary) == {}
+
+
+def test_ssh_drop_during_the_switch_converges_on_rerun(stack):
+    from pulumi.automation import errors
+    lab.reset()
+    outcome = {}
+
+    def run_up():
+        try:
+            outcome["result"] = stack.up(color="never")
+        except errors.CommandError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run_up)
+    thread.start()
+    # Wait until lab-cp1's switch runs, then kill the SSH session that carries it.
+    deadline = time.monotonic() + 300
+    session = ""
+    while time.monotonic() < deadline and not session:
+        session = lab.ssh("lab-cp1", "pid=$(pgrep -f 'switch.sh /var/lib/shimless/run/bundle' | head -1); "
+                                     "[ -n \"$pid\" ] && ps -o sid= -p \"$pid\" | tr -d ' '", check=False).stdout.strip()
+        time.sleep(0.5)
+    assert session, "the switch never started on lab-cp1"
+    # The session leader is the shell sshd started; its parent is the session's sshd.
+    lab.ssh("lab-cp1", f"kill -9 $(ps -o ppid= -p {session})", check=False)
+    thread.join(timeout=900)
+    assert "error" in outcome, "up should fail when its SSH session is cut"
+    # The switch finished on its own; a re-run converges and completes the rollout.
+    result = stack.up(color="never")
+    assert result.summary.result == "succeeded"
+    assert all(standin(node)["runtimeName"] == "containerd" for node in lab.NODES)
+    assert lab.changes(stack.preview(color="never").change_summary) == {}
