@@ -55,11 +55,6 @@ class NodeFacts:
         return self.get("containerd.version").lstrip("v")
 
     @property
-    def generation(self) -> int:
-        value = self.get("shimless.generation")
-        return int(value) if value.isdigit() else 0
-
-    @property
     def daemon_json_text(self) -> str | None:
         """Docker's settings as they were before shimless touched the node."""
         return self.files.get(ORIGINAL_DAEMON_JSON, self.files.get(DAEMON_JSON))

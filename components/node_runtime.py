@@ -91,8 +91,7 @@ class NodeRuntime(pulumi.ComponentResource):
 
         self.switch = node_step(
             "switch", "switch.sh",
-            {"generation": plan.generation, "health_timeout": settings.rollout.health_timeout_seconds,
-             "settle_seconds": 5},
+            {"health_timeout": settings.rollout.health_timeout_seconds, "settle_seconds": 5},
             plan.files, before_switch,
         )
         last: pulumi.Resource = self.switch

@@ -50,19 +50,7 @@ class NodePlan:
     translation: dict = field(default_factory=dict, hash=False)
     drift: tuple[Drift, ...] = ()
     warnings: tuple[str, ...] = ()
-    generation: int = 0
-
-    @property
-    def digest(self) -> str:
-        """Hash of the desired state: changes exactly when what we would write changes."""
-        desired = {"runtime": self.node.target.runtime, "files": self.files}
-        return hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()
-
-    @property
-    def token(self) -> str:
-        """Input every per-node command carries. Stable while the node stays in sync;
-        moves to the next generation when it needs work, which the switch then records."""
-        return f"{self.digest[:16]}-g{self.generation}"
+    token: str = ""  # see plan_node
 
     @property
     def needs_work(self) -> bool:
@@ -91,7 +79,17 @@ class NodePlan:
 
 
 def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
-              docker_socket_pods: tuple[str, ...] = (), allow_docker_socket_workloads: bool = False) -> NodePlan:
+              docker_socket_pods: tuple[str, ...] = (), allow_docker_socket_workloads: bool = False,
+              stamp: str = "") -> NodePlan:
+    """Decide what the node needs.
+
+    The plan's `token` is an input of every per-node command, so it decides
+    what Pulumi sees as changed: a node in sync gets the token its last switch
+    recorded on it (no change, even on a fresh backend); a node that needs work
+    gets a new one, `stamp` (the planning time) included, so even a node reset
+    to exactly its pre-migration state shows as a change. The switch records
+    the token it ran with, and the next plan finds it there.
+    """
     if facts is None:
         return NodePlan(node=node, action="unknown", reason=probe_error or "node not reachable")
     target = node.target
@@ -144,25 +142,27 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
             config_text, cri_endpoint=target.cri_endpoint if in_config else None, settings=settings)
 
     drift = tuple(_drift(facts, files, target.runtime))
-    generation = facts.generation
     if before != target.runtime and before not in ("docker", "unknown"):
         warnings.append(f"the kubelet is on {before}; shimless moves it to {target.runtime}")
     if not drift:
         action = "in-sync"
+        recorded = facts.get("shimless.token")
+        digest = _digest_of(target.runtime, files)[:16]
+        token = recorded if recorded.startswith(digest) else f"{digest}-adopted"
     elif docker_socket_pods and not allow_docker_socket_workloads:
         return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
                         reason="pods mount the Docker socket: " + ", ".join(docker_socket_pods) +
                                " (move them, or set shimless:rollout.allowDockerSocketWorkloads: true)")
     else:
         action = "migrate" if before != target.runtime else "repair"
-        generation += 1
+        token = f"{_digest_of(target.runtime, files)[:16]}-{stamp or 'unstamped'}"
     if docker_socket_pods:
         warnings.append("pods mount the Docker socket and will break: " + ", ".join(docker_socket_pods))
     return NodePlan(
         node=node, action=action, runtime_before=before, files=files, cgroup_driver=cgroup_driver,
         kubelet_version=version, runtime_version=runtime_version or "", flags_added=flags.added,
         flags_removed=flags.removed, translation=translation.report() if translation else {},
-        drift=drift, warnings=tuple(warnings), generation=generation,
+        drift=drift, warnings=tuple(warnings), token=token,
     )
 
 
@@ -186,6 +186,11 @@ def _drift(facts: NodeFacts, files: dict[str, str], runtime: str) -> list[Drift]
     if facts.runtime != runtime:
         found.append(Drift("kubelet runtime", runtime, facts.runtime))
     return found
+
+
+def _digest_of(runtime: str, files: dict[str, str]) -> str:
+    """Hash of the desired state: changes exactly when what we would write changes."""
+    return hashlib.sha256(json.dumps({"runtime": runtime, "files": files}, sort_keys=True).encode()).hexdigest()
 
 
 def _digest(text: str) -> str:

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+from datetime import datetime, timezone
 from typing import Callable
 
 import pulumi
@@ -59,7 +60,8 @@ def scan_docker_socket_pods(kubeconfig: str) -> dict[str, list[str]]:
 
 
 def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResult],
-          kubeconfig: str | None, socket_pods: dict[str, list[str]]) -> RuntimeMigration:
+          kubeconfig: str | None, socket_pods: dict[str, list[str]], stamp: str = "") -> RuntimeMigration:
+    stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     refused = [r for r in results.values() if r.fatal]
     if refused:
         raise PlanError("SSH refused, nothing was changed on any node:\n" +
@@ -70,7 +72,8 @@ def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResu
         facts: NodeFacts | None = result.facts if result else None
         plans.append(plan_node(node, facts, probe_error=result.error if result else "",
                                docker_socket_pods=tuple(socket_pods.get(node.name, ())),
-                               allow_docker_socket_workloads=settings.rollout.allow_docker_socket_workloads))
+                               allow_docker_socket_workloads=settings.rollout.allow_docker_socket_workloads,
+                               stamp=stamp))
     unknown = [p for p in plans if p.action == "unknown"]
     if unknown and not pulumi.runtime.is_dry_run():
         raise PlanError("cannot update, nothing was changed: nodes not probed: " +

@@ -37,7 +37,7 @@ def docker_era_facts(kubelet: str = "v1.23.17", containerd: str = "1.6.20"):
             "kubelet.version": f"Kubernetes {kubelet}", "containerd.version": containerd,
             "unit.kubelet.service": "enabled/active", "unit.docker.service": "enabled/active",
             "unit.docker.socket": "enabled/active", "unit.containerd.service": "enabled/active",
-            "unit.crio.service": "not-found/inactive", "shimless.generation": "0",
+            "unit.crio.service": "not-found/inactive",
         },
         files={
             "/var/lib/kubelet/kubeadm-flags.env":
@@ -49,15 +49,16 @@ def docker_era_facts(kubelet: str = "v1.23.17", containerd: str = "1.6.20"):
     )
 
 
-def migrated_facts(node, generation: int = 1, **kwargs):
-    """The facts of `node` right after a successful switch to its target."""
+def migrated_facts(node, token: str = "", **kwargs):
+    """The facts of `node` right after a successful switch to its target,
+    which recorded `token` (default: the token its migration plan carried)."""
     from components.facts import NodeFacts
     from components.plan import plan_node
     before = docker_era_facts(**kwargs)
-    plan = plan_node(node, before)
+    plan = plan_node(node, before, stamp="20260101T000000Z")
     facts = dict(before.facts)
     facts.update({"unit.docker.service": "disabled/inactive", "unit.docker.socket": "disabled/inactive",
-                  "shimless.generation": str(generation)})
+                  "shimless.token": token or plan.token})
     files = dict(before.files)
     files.update(plan.files)
     files["/var/lib/shimless/backup/original/etc/docker/daemon.json"] = before.files["/etc/docker/daemon.json"]

@@ -182,16 +182,19 @@ def test_ssh_drop_during_the_switch_converges_on_rerun(stack):
 
     thread = threading.Thread(target=run_up)
     thread.start()
-    # Wait until lab-cp1's switch runs, then kill the SSH session that carries it.
+    # Wait until lab-cp1's switch runs, then kill the sshd process of the SSH
+    # session that waits for it (an ancestor of the switch's log `tail`).
+    find_sshd = ("p=$(pgrep -f 'tail -n [+]1 -f --pid' | head -1); "
+                 "while [ -n \"$p\" ] && [ \"$p\" != 1 ]; do "
+                 "[ \"$(ps -o comm= -p \"$p\")\" = sshd ] && { echo \"$p\"; break; }; "
+                 "p=$(ps -o ppid= -p \"$p\" | tr -d ' '); done")
     deadline = time.monotonic() + 300
-    session = ""
-    while time.monotonic() < deadline and not session:
-        session = lab.ssh("lab-cp1", "pid=$(pgrep -f 'switch.sh /var/lib/shimless/run/bundle' | head -1); "
-                                     "[ -n \"$pid\" ] && ps -o sid= -p \"$pid\" | tr -d ' '", check=False).stdout.strip()
+    sshd = ""
+    while time.monotonic() < deadline and not sshd:
+        sshd = lab.ssh("lab-cp1", find_sshd, check=False).stdout.strip()
         time.sleep(0.5)
-    assert session, "the switch never started on lab-cp1"
-    # The session leader is the shell sshd started; its parent is the session's sshd.
-    lab.ssh("lab-cp1", f"kill -9 $(ps -o ppid= -p {session})", check=False)
+    assert sshd, "the switch never started on lab-cp1"
+    lab.ssh("lab-cp1", f"kill -9 {sshd}", check=False)
     thread.join(timeout=900)
     assert "error" in outcome, "up should fail when its SSH session is cut"
     # The switch finished on its own; a re-run converges and completes the rollout.

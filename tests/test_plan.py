@@ -23,7 +23,7 @@ def node():
 def test_docker_node_is_migrated_with_translated_settings(node):
     plan = plan_node(node, docker_era_facts())
     assert plan.action == "migrate" and plan.runtime_before == "docker"
-    assert plan.generation == 1
+    assert plan.token.endswith("-unstamped")
     config = plan.files["/etc/containerd/config.toml"]
     assert "SystemdCgroup = true" in config and 'disabled_plugins = ["cri"]' not in config
     assert "https://mirror.example.com" in plan.files["/etc/containerd/certs.d/docker.io/hosts.toml"]
@@ -33,11 +33,25 @@ def test_docker_node_is_migrated_with_translated_settings(node):
     assert {item["key"] for item in plan.translation["not_carried"]} >= {"live-restore"}
 
 
-def test_migrated_node_is_in_sync_with_a_stable_token(node):
-    first = plan_node(node, docker_era_facts())
-    after = plan_node(node, migrated_facts(node, generation=first.generation))
+def test_migrated_node_is_in_sync_with_the_token_it_recorded(node):
+    first = plan_node(node, docker_era_facts(), stamp="20260101T000000Z")
+    after = plan_node(node, migrated_facts(node))
     assert after.action == "in-sync" and after.drift == ()
     assert after.token == first.token  # the next preview shows no change
+
+
+def test_a_node_reset_to_docker_gets_a_new_token(node):
+    # Same node, same facts as the first migration: still a change for Pulumi.
+    first = plan_node(node, docker_era_facts(), stamp="20260101T000000Z")
+    again = plan_node(node, docker_era_facts(), stamp="20260102T000000Z")
+    assert first.token != again.token
+
+
+def test_adopted_node_already_on_target_gets_a_stable_token(node):
+    adopted = migrated_facts(node)
+    adopted.facts.pop("shimless.token")
+    first, second = plan_node(node, adopted, stamp="a"), plan_node(node, adopted, stamp="b")
+    assert first.action == "in-sync" and first.token == second.token and first.token.endswith("-adopted")
 
 
 @pytest.mark.parametrize("tamper, expected", [
@@ -54,8 +68,8 @@ def test_drift_is_named_and_moves_the_token(node, tamper, expected):
     assert plan.action == "repair"
     assert expected in [d.fact for d in plan.drift]
     assert plan.token != plan_node(node, clean).token
-    # After the repair the node records the new generation: in sync, same token.
-    repaired = NodeFacts(facts={**clean.facts, "shimless.generation": str(plan.generation)}, files=clean.files)
+    # After the repair the node records the repair's token: in sync, same token.
+    repaired = NodeFacts(facts={**clean.facts, "shimless.token": plan.token}, files=clean.files)
     assert plan_node(node, repaired).token == plan.token
 
 

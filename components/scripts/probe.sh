@@ -53,7 +53,6 @@ main() {
     unit_state "$unit"
   done
   fact shimless.token "$(cat /var/lib/shimless/token 2>/dev/null || true)"
-  fact shimless.generation "$(cat /var/lib/shimless/generation 2>/dev/null || echo 0)"
 
   local path
   for path in /var/lib/kubelet/kubeadm-flags.env /var/lib/kubelet/config.yaml \

@@ -21,14 +21,12 @@ STEP=start
 runtime=$(var runtime)
 endpoint=$(var cri_endpoint)
 token=$(var token)
-generation=$(var generation)
 health_timeout=$(var health_timeout)
 settle=$(var settle_seconds)
 service=$(runtime_service "$runtime")
 
 record() {
   printf '%s\n' "$token" >"$SHIMLESS_STATE/token"
-  printf '%s\n' "$generation" >"$SHIMLESS_STATE/generation"
 }
 
 backup() {
