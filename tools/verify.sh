@@ -6,6 +6,7 @@
 #      pulumi_command.local.Command runs `pulumi preview` against a file
 #      backend in a temp dir, without network (in a network namespace of its
 #      own when `unshare -n` is allowed here; plugin downloads are off anyway).
+#   4. the same with one pulumi_kubernetes ConfigMap (no cluster needed).
 # Prints one PASS/FAIL line per check and "N passed, N failed" at the end.
 set -euo pipefail
 
@@ -58,19 +59,55 @@ for want in "command $COMMAND_VERSION" "kubernetes $KUBERNETES_VERSION"; do
   fi
 done
 
-# 3. smoke preview --------------------------------------------------------------
+# 3. smoke previews --------------------------------------------------------------
 smoke=$(mktemp -d "${TMPDIR:-/tmp}/shimless-smoke.XXXXXX")
 trap 'rm -rf "$smoke"' EXIT
-mkdir -p "$smoke/project" "$smoke/state"
-cat >"$smoke/project/Pulumi.yaml" <<EOF
-name: shimless-smoke
+
+# A network namespace of its own has only a loopback interface (brought up:
+# the CLI and its plugins talk gRPC over 127.0.0.1).
+netns=()
+if unshare -n sh -c 'ip link set lo up' 2>/dev/null; then
+  netns=(unshare -n sh -c 'ip link set lo up && exec "$@"' netns)
+  note="no network: own network namespace"
+else
+  note="network namespace not available here; plugin downloads disabled"
+fi
+
+# smoke NAME TYPE-TOKEN: preview the program read from stdin as a Python
+# project using the project's .venv, file backend in a temp dir; the preview
+# must plan one TYPE-TOKEN resource.
+smoke() {
+  local name=$1 token=$2 dir=$smoke/$1 out
+  mkdir -p "$dir/project" "$dir/state"
+  cat >"$dir/project/__main__.py"
+  cat >"$dir/project/Pulumi.yaml" <<EOF
+name: shimless-smoke-$name
 runtime:
   name: python
   options:
     virtualenv: $SHIMLESS_VENV
     toolchain: pip
 EOF
-cat >"$smoke/project/__main__.py" <<'EOF'
+  if out=$(
+    {
+      cd "$dir/project" &&
+        export PULUMI_BACKEND_URL="file://$dir/state" PULUMI_CONFIG_PASSPHRASE=smoke KUBECONFIG=/nonexistent &&
+        "${netns[@]}" pulumi stack init smoke --non-interactive &&
+        "${netns[@]}" pulumi preview --non-interactive --stack smoke
+    } 2>&1
+  ); then
+    if grep -q "+ *$token " <<<"$out" && grep -q '+ 2 to create' <<<"$out"; then
+      pass "smoke $name: pulumi preview plans a $token ($note)"
+    else
+      fail "smoke $name: preview succeeded but did not plan a $token"
+    fi
+  else
+    fail "smoke $name: pulumi preview failed ($note)"
+  fi
+  indent <<<"$out"
+}
+
+smoke command command:local:Command <<'EOF'
 import pulumi
 from pulumi_command import local
 
@@ -78,33 +115,15 @@ hello = local.Command("hello", create="echo hello from shimless")
 pulumi.export("stdout", hello.stdout)
 EOF
 
-netns=()
-if unshare -n true 2>/dev/null; then
-  netns=(unshare -n)
-  note="no network: own network namespace"
-else
-  note="network namespace not available here; plugin downloads disabled"
-fi
+# The kubernetes provider previews without a cluster (KUBECONFIG points
+# nowhere): this checks that the plugin loads and serves its schema.
+smoke kubernetes kubernetes:core/v1:ConfigMap <<'EOF'
+import pulumi
+import pulumi_kubernetes as k8s
 
-smoke_run() {
-  cd "$smoke/project" &&
-    PULUMI_BACKEND_URL="file://$smoke/state" PULUMI_CONFIG_PASSPHRASE=smoke \
-      "${netns[@]}" pulumi stack init smoke --non-interactive &&
-    PULUMI_BACKEND_URL="file://$smoke/state" PULUMI_CONFIG_PASSPHRASE=smoke \
-      "${netns[@]}" pulumi preview --non-interactive --stack smoke
-}
-
-if out=$(smoke_run 2>&1); then
-  if grep -q 'command:local:Command' <<<"$out" && grep -q '+ 2 to create' <<<"$out"; then
-    pass "smoke: pulumi preview of a pulumi_command.local.Command ($note)"
-  else
-    fail "smoke: preview succeeded but did not plan the Command resource"
-  fi
-  indent <<<"$out"
-else
-  fail "smoke: pulumi preview failed ($note)"
-  indent <<<"$out"
-fi
+cm = k8s.core.v1.ConfigMap("hello", metadata={"name": "hello"}, data={"greeting": "hello"})
+pulumi.export("name", cm.metadata["name"])
+EOF
 
 echo "verify: $PASSED passed, $FAILED failed"
 ((FAILED == 0))
