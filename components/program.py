@@ -5,6 +5,7 @@ with facts of their own."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -55,7 +56,8 @@ def scan_docker_socket_pods(kubeconfig: str) -> dict[str, list[str]]:
         done = subprocess.run([kubectl, "--kubeconfig", handle.name, "get", "pods", "-A", "-o", "json",
                                "--request-timeout=30s"], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise PlanError(f"cannot list pods with shimless:kubeconfig: {done.stderr.strip()}")
+        detail = (done.stderr.strip().splitlines() or ["kubectl failed"])[-1]
+        raise PlanError(f"cannot list pods with shimless:kubeconfig (needed for the Docker-socket scan): {detail}")
     return docker_socket_pods(json.loads(done.stdout))
 
 
@@ -103,7 +105,15 @@ def run(prober: Prober = probe_nodes) -> RuntimeMigration:
     raw = read_raw_config()
     settings = parse_settings(raw, schema_defaults())
     keys = private_keys(raw, settings)
-    results = prober(list(settings.nodes), keys)
     kubeconfig = raw.get("kubeconfig") if settings.uses_cluster else None
-    socket_pods = scan_docker_socket_pods(kubeconfig) if kubeconfig else {}
+    if os.environ.get("SHIMLESS_PROBE") == "off":
+        # Plan without contacting any node or the API (e.g. a CI preview of an
+        # example stack): every node shows as not probed, and `up` refuses.
+        pulumi.log.warn("SHIMLESS_PROBE=off: no node probed and no Docker-socket scan; `up` will refuse")
+        results = {node.name: ProbeResult(node.name, None, "probing disabled by SHIMLESS_PROBE=off")
+                   for node in settings.nodes}
+        socket_pods: dict[str, list[str]] = {}
+    else:
+        results = prober(list(settings.nodes), keys)
+        socket_pods = scan_docker_socket_pods(kubeconfig) if kubeconfig else {}
     return build(settings, keys, results, kubeconfig, socket_pods)
