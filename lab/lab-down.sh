@@ -9,7 +9,7 @@ need_root
 [ "${1:-}" = --purge ] && LAB_PURGE=1
 [ -d "$LAB_STATE_DIR" ] || { log "lab-down: no lab state, nothing to do"; exit 0; }
 exec 9>"$LAB_STATE_DIR/.lock"
-flock 9
+flock -w 120 9 || die "another lab script holds $LAB_STATE_DIR/.lock"
 mapfile -t NODES < <(lab_known_nodes | sort -u)
 if [ "${#NODES[@]}" -eq 0 ]; then log "lab-down: no nodes"; exit 0; fi
 pids=()

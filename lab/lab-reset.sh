@@ -7,11 +7,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 mkdir -p "$LAB_STATE_DIR"
 exec 9>"$LAB_STATE_DIR/.lock"
-flock 9
+flock -w 120 9 || die "another lab script holds $LAB_STATE_DIR/.lock"
 if [ "$#" -gt 0 ]; then NODES=("$@"); else mapfile -t NODES < <(lab_node_names); fi
 for node in "${NODES[@]}"; do lab_check_node_name "$node"; done
 lab_ensure_client_key
 [ -f "$(lab_base_dir)/.shimless-lab-base" ] || log "base image not built yet: building it"
+mkdir -p "$LAB_CACHE_DIR"
 ( flock 8; lab_ensure_base ) 8>"$LAB_CACHE_DIR/.base.lock" >/dev/null
 BASE="$(lab_base_dir)"
 LAYER="$(lab_ensure_bin_layer)"

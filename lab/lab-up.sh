@@ -9,7 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 mkdir -p "$LAB_STATE_DIR"
 exec 9>"$LAB_STATE_DIR/.lock"
-flock 9
+flock -w 120 9 || die "another lab script holds $LAB_STATE_DIR/.lock"
 
 mapfile -t NODES < <(lab_node_names)
 log "lab-up: ${#NODES[@]} node(s): ${NODES[*]}"

@@ -210,31 +210,53 @@ _lab_umount_below() {
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
-lab_ensure_base() {
-  local base tmp pkgs
-  base="$(lab_base_dir)"
-  if [ -f "$base/.shimless-lab-base" ]; then
-    log "base image cached: $base"
-    return 0
-  fi
-  mkdir -p "$LAB_CACHE_DIR"
-  tmp="$base.tmp"
+# Stage 1 (slow, ~1-2 min): debootstrap with the package list, cached by the
+# hash of suite + mirror + packages. Stage 2 (seconds): copy it, add the files
+# and run setup-in-chroot.sh, cached by the hash of the whole recipe.
+lab_debootstrap_dir() {
+  echo "$LAB_CACHE_DIR/debootstrap-$({ echo "suite=$LAB_SUITE mirror=$LAB_MIRROR"; lab_base_packages; } | sha256sum | cut -c1-16)"
+}
+
+lab_ensure_debootstrap() {
+  local dir tmp pkgs t0=$SECONDS
+  dir="$(lab_debootstrap_dir)"
+  [ -f "$dir/.shimless-lab-debootstrap" ] && return 0
+  tmp="$dir.tmp"
   _lab_umount_below "$tmp"
   rm -rf "$tmp"
   pkgs="$(lab_base_packages | paste -sd, -)"
-  log "building base image $(basename "$base") with debootstrap (about a minute; log: $base.log)"
-  local t0=$SECONDS
+  log "debootstrap $LAB_SUITE into $(basename "$dir") (about a minute or two; log: $dir.log)"
   if ! debootstrap --variant=minbase --include="$pkgs" --components=main \
-      "$LAB_SUITE" "$tmp" "$LAB_MIRROR" >"$base.log" 2>&1; then
-    tail -20 "$base.log" >&2
+      "$LAB_SUITE" "$tmp" "$LAB_MIRROR" >"$dir.log" 2>&1; then
+    tail -20 "$dir.log" >&2
     _lab_umount_below "$tmp"
-    die "debootstrap failed (see $base.log)"
+    die "debootstrap failed (see $dir.log)"
   fi
-  log "debootstrap done in $((SECONDS - t0))s; configuring the Docker era"
+  touch "$tmp/.shimless-lab-debootstrap"
+  mv "$tmp" "$dir"
+  log "debootstrap done in $((SECONDS - t0))s"
+}
+
+lab_ensure_base() {
+  local base tmp boot t0=$SECONDS
+  base="$(lab_base_dir)"
+  if [ -f "$base/.shimless-lab-base" ]; then
+    log "base image cached: $(basename "$base")"
+    return 0
+  fi
+  mkdir -p "$LAB_CACHE_DIR"
+  lab_ensure_debootstrap
+  boot="$(lab_debootstrap_dir)"
+  tmp="$base.tmp"
+  _lab_umount_below "$tmp"
+  rm -rf "$tmp"
+  log "building base image $(basename "$base") (Docker era) from $(basename "$boot")"
+  cp -a --reflink=auto "$boot" "$tmp"
+  rm -f "$tmp/.shimless-lab-debootstrap"
   cp -a --no-preserve=ownership "$LAB_DIR/base/files/." "$tmp/"
   install -m 0755 "$LAB_DIR/base/setup-in-chroot.sh" "$tmp/root/setup-in-chroot.sh"
   mount -t proc proc "$tmp/proc"
-  if ! chroot "$tmp" /bin/bash /root/setup-in-chroot.sh >>"$base.log" 2>&1; then
+  if ! chroot "$tmp" /bin/bash /root/setup-in-chroot.sh >"$base.log" 2>&1; then
     umount "$tmp/proc" || true
     tail -20 "$base.log" >&2
     die "base image setup failed (see $base.log)"
@@ -515,7 +537,7 @@ lab_start_node() {
     --console=read-only --link-journal=no --resolv-conf=copy-host --timezone=off \
     --bind="$(node_dir "$node")/var-lib-docker:/var/lib/docker" \
     --bind="$(node_dir "$node")/var-lib-containerd:/var/lib/containerd" \
-    </dev/null >>"$log" 2>&1 &
+    </dev/null >>"$log" 2>&1 8>&- 9>&- &
   pid=$!
   echo "$pid" >"$(node_pidfile "$node")"
   disown "$pid" 2>/dev/null || true
