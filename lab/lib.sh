@@ -551,14 +551,31 @@ _lab_proc_alive() {
   [ "$s" != Z ] && [ "$s" != X ]
 }
 
-# Processes whose root directory is the node's root (left over only if nspawn died hard).
-_lab_node_strays() {
-  local root="$1" p r
-  for p in /proc/[0-9]*; do
-    r="$(readlink "$p/root" 2>/dev/null)" || continue
-    [ "$r" = "$root" ] && echo "${p#/proc/}"
+# Every process of the node: the pids in its cgroup tree(s), else the
+# children of its nspawn process.
+_lab_node_pids() {
+  local node="$1" nspawn_pid="${2:-}" cg
+  local -a dirs=()
+  for cg in $(lab_cgroup_dirs "$node"); do [ -d "$cg" ] && dirs+=("$cg"); done
+  if [ "${#dirs[@]}" -gt 0 ]; then
+    find "${dirs[@]}" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -un
+  elif [ -n "$nspawn_pid" ]; then
+    awk -v p="$nspawn_pid" '$4 == p { print $1 }' /proc/[0-9]*/stat 2>/dev/null || true
+  fi
+}
+
+# The node's PID 1 (systemd): the process of the node whose pid in its own
+# namespace is 1. Killing it ends every process of the node at once.
+_lab_node_init_pid() {
+  local node="$1" nspawn_pid="${2:-}" p
+  for p in $(_lab_node_pids "$node" "$nspawn_pid"); do
+    [ "$p" = "$nspawn_pid" ] && continue
+    if awk '/^NSpid:/ { exit !(NF >= 3 && $NF == 1) }' "/proc/$p/status" 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
   done
-  true
+  return 1
 }
 
 _lab_rmdir_tree() {
@@ -568,36 +585,39 @@ _lab_rmdir_tree() {
 }
 
 # Stop a node: graceful (SIGTERM makes nspawn power the machine off) or
-# kill (SIGKILL, for resets where the disk is thrown away anyway).
+# kill (SIGKILL to the node's PID 1, which ends its whole PID namespace; for
+# resets, where the disk is thrown away anyway).
 lab_stop_node() {
-  local node="$1" how="${2:-graceful}" pid root i strays cg
+  local node="$1" how="${2:-graceful}" pid="" init root i left cg
   root="$(node_root "$node")"
-  if pid="$(lab_node_pid "$node")"; then
-    if [ "$how" = graceful ]; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for ((i = 0; i < LAB_STOP_TIMEOUT * 5; i++)); do
-        _lab_proc_alive "$pid" || break
-        sleep 0.2
-      done
-      if _lab_proc_alive "$pid"; then
-        warn "$node: did not power off within ${LAB_STOP_TIMEOUT}s, killing nspawn pid $pid"
-      fi
-    fi
-    if _lab_proc_alive "$pid"; then
-      kill -KILL "$pid" 2>/dev/null || true
-      for ((i = 0; i < 100; i++)); do
-        _lab_proc_alive "$pid" || break
-        sleep 0.1
-      done
-    fi
+  pid="$(lab_node_pid "$node")" || pid=""
+  if [ -n "$pid" ] && [ "$how" = graceful ]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < LAB_STOP_TIMEOUT * 5; i++)); do
+      _lab_proc_alive "$pid" || break
+      sleep 0.2
+    done
+    _lab_proc_alive "$pid" && warn "$node: did not power off within ${LAB_STOP_TIMEOUT}s, killing it"
   fi
-  # Anything still running inside the node's root (only after a hard kill).
-  strays="$(_lab_node_strays "$root")"
-  if [ -n "$strays" ]; then
+  if init="$(_lab_node_init_pid "$node" "$pid")"; then
+    kill -KILL "$init" 2>/dev/null || true
+  fi
+  if [ -n "$pid" ]; then
+    for ((i = 0; i < 50; i++)); do
+      _lab_proc_alive "$pid" || break
+      sleep 0.1
+    done
+    _lab_proc_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+  fi
+  # Anything of the node still alive (only after a hard kill): by pid, from its cgroup.
+  for ((i = 0; i < 30; i++)); do
+    left="$(for p in $(_lab_node_pids "$node"); do _lab_proc_alive "$p" && echo "$p"; done)"
+    [ -z "$left" ] && break
     # shellcheck disable=SC2086
-    kill -KILL $strays 2>/dev/null || true
-    sleep 0.3
-  fi
+    kill -KILL $left 2>/dev/null || true
+    sleep 0.1
+  done
+  [ -n "$left" ] && warn "$node: processes still alive: $left"
   rm -f "$(node_pidfile "$node")"
   if lab_is_mounted "$root"; then
     umount "$root" 2>/dev/null || { sleep 1; umount "$root" 2>/dev/null; } || umount -l "$root"
