@@ -140,6 +140,60 @@ def test_second_preview_and_up_change_nothing(stack):
     assert {node: fingerprint(node) for node in lab.NODES} == before
 
 
+DRIFTS = {
+    "runtime config edited": ("echo '# local edit' >> /etc/containerd/config.toml", "/etc/containerd/config.toml"),
+    "runtime service disabled": ("systemctl disable containerd 2>/dev/null", "containerd.service enabled"),
+    "docker re-enabled": ("systemctl enable --now docker.socket docker.service 2>/dev/null", "docker.service enabled"),
+    # Unrelated flags are the operator's; the runtime flags are shimless's.
+    "kubelet endpoint edited": ("sed -i 's|--container-runtime-endpoint=[^ \"]*|"
+                                "--container-runtime-endpoint=unix:///var/run/dockershim.sock|' "
+                                "/var/lib/kubelet/kubeadm-flags.env", "/var/lib/kubelet/kubeadm-flags.env"),
+    "crictl.yaml edited": ("sed -i 's/^timeout: .*/timeout: 2/' /etc/crictl.yaml", "/etc/crictl.yaml"),
+}
+
+
+def drift_report() -> tuple[int, dict]:
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "components.cli", "drift", "--stack", "lab", "--json"],
+                          cwd=lab.ROOT, capture_output=True, text=True, timeout=300)
+    return done.returncode, json.loads(done.stdout)
+
+
+def updated_urns(stack) -> list[str]:
+    urns = []
+
+    def on_event(event):
+        pre = event.resource_pre_event
+        if pre is not None and pre.metadata.op.value not in ("same", "read"):
+            urns.append(pre.metadata.urn)
+
+    stack.preview(color="never", on_event=on_event)
+    return urns
+
+
+def test_no_false_drift_right_after_up(stack):
+    code, report = drift_report()
+    assert code == 0, report
+    assert {name: entry["status"] for name, entry in report["nodes"].items()} == dict.fromkeys(lab.NODES, "clean")
+
+
+@pytest.mark.parametrize("kind", list(DRIFTS))
+def test_drift_is_detected_on_that_node_only_and_repaired(stack, kind):
+    tamper, fact = DRIFTS[kind]
+    lab.out("lab-w1", tamper)
+    code, report = drift_report()
+    assert code == 2
+    assert report["nodes"]["lab-cp1"]["status"] == "clean" and report["nodes"]["lab-w2"]["status"] == "clean"
+    assert fact in [item["fact"] for item in report["nodes"]["lab-w1"]["drift"]]
+    changed = updated_urns(stack)
+    assert changed and all("::shimless-lab-w1-" in urn or urn.endswith("::shimless-lab-w1") for urn in changed), changed
+    stack.up(color="never")
+    assert lab.changes(stack.preview(color="never").change_summary) == {}
+    assert drift_report()[0] == 0
+    assert standin("lab-w1")["runtimeName"] == "containerd"
+
+
 def test_runtime_failure_rolls_back_that_node_and_stops_the_rollout(stack):
     from pulumi.automation import errors
     lab.reset()
