@@ -35,7 +35,12 @@ run_step() {
   t0=$(date +%s)
   mkdir -p "$(dirname "$logfile")"
   log "$what: started (log: $logfile)"
-  "$@" >"$logfile" 2>&1 &
+  if [[ -x /usr/bin/time ]]; then
+    # GNU time appends the step's peak memory to its log.
+    /usr/bin/time -f 'shimless-time: %e s wall, peak RSS %M KiB' "$@" >"$logfile" 2>&1 &
+  else
+    "$@" >"$logfile" 2>&1 &
+  fi
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
@@ -46,7 +51,9 @@ run_step() {
   done
   wait "$pid" || rc=$?
   if ((rc == 0)); then
-    log "$what: done in $(($(date +%s) - t0))s"
+    local peak
+    peak=$(sed -n 's/^shimless-time: .*peak RSS \([0-9]*\) KiB$/\1/p' "$logfile" | tail -n 1)
+    log "$what: done in $(($(date +%s) - t0))s${peak:+, peak RSS $((peak / 1024)) MiB}"
   else
     log "$what: FAILED (exit $rc) after $(($(date +%s) - t0))s; last lines of $logfile:"
     tail -n 25 "$logfile" | sed 's/^/    /' >&2
@@ -58,7 +65,7 @@ run_step() {
 # record what they resolve; GOTOOLCHAIN=auto fetches a newer Go through the
 # module proxy when a go.mod asks for one.
 go_env() {
-  export GOFLAGS=-mod=mod
+  export GOFLAGS="-mod=mod -buildvcs=false"
   export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
   export CGO_ENABLED=0
   # Pseudo-versions of the provider/language-host modules are not in the

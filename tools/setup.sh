@@ -58,11 +58,10 @@ ensure_venv() {
 # 2. Builders (Go module proxy)
 # ---------------------------------------------------------------------------
 
-# _build_in DIR GO-BUILD-ARGS...: go build inside DIR.
-_build_in() {
-  local dir=$1
-  shift
-  cd "$dir" && "$SHIMLESS_GO" build -trimpath "$@"
+# go_build_in DIR GO-BUILD-ARGS...: set GO_BUILD to the command line of a go
+# build in DIR (a command, not a function, so that run_step can time it).
+go_build_in() {
+  GO_BUILD=(env -C "$1" "$SHIMLESS_GO" build -trimpath "${@:2}")
 }
 
 # new_wrapper DIR GO_VERSION REQUIREMENT...: (re)write a wrapper module.
@@ -89,9 +88,9 @@ build_pulumi() {
   new_wrapper "$w" "$(go_directive "$pkgdir/go.mod")" \
     "github.com/pulumi/pulumi/pkg/v3@v$v" "github.com/pulumi/pulumi/sdk/v3@v$v"
   (cd "$w" && copy_remote_replaces "$pkgdir/go.mod")
-  run_step "pulumi $v: step 2/2: go build (several minutes)" "$w/build.log" \
-    _build_in "$w" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
-    -o "$w/out/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi || return 1
+  go_build_in "$w" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
+    -o "$w/out/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+  run_step "pulumi $v: step 2/2: go build (several minutes)" "$w/build.log" "${GO_BUILD[@]}" || return 1
   mark_cached pulumi "$v" "$w/out/pulumi"
 }
 
@@ -105,9 +104,9 @@ build_language_python() {
   new_wrapper "$w" "$(go_directive "$dir/go.mod")" "$m" \
     "github.com/pulumi/pulumi/pkg/v3@v$v" "github.com/pulumi/pulumi/sdk/v3@v$v"
   (cd "$w" && copy_remote_replaces "$dir/go.mod")
-  run_step "pulumi-language-python $v: step 2/2: go build" "$w/build.log" \
-    _build_in "$w" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
-    -o "$w/out/pulumi-language-python" "$PULUMI_LANGUAGE_PYTHON_MODULE" || return 1
+  go_build_in "$w" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
+    -o "$w/out/pulumi-language-python" "$PULUMI_LANGUAGE_PYTHON_MODULE"
+  run_step "pulumi-language-python $v: step 2/2: go build" "$w/build.log" "${GO_BUILD[@]}" || return 1
   mark_cached pulumi-language-python "$v" "$w/out/pulumi-language-python"
 }
 
@@ -118,9 +117,9 @@ build_language_python_fallback() {
   dir=$(go_mod_dir "github.com/pulumi/pulumi/sdk/v3@v$v") || return 1
   new_wrapper "$w" "$(go_directive "$dir/go.mod")" "github.com/pulumi/pulumi/sdk/v3@v$v"
   (cd "$w" && copy_remote_replaces "$dir/go.mod")
-  run_step "pulumi-language-python $v (fallback): step 2/2: go build" "$w/build.log" \
-    _build_in "$w" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
-    -o "$w/out/pulumi-language-python" github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python || return 1
+  go_build_in "$w" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
+    -o "$w/out/pulumi-language-python" github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
+  run_step "pulumi-language-python $v (fallback): step 2/2: go build" "$w/build.log" "${GO_BUILD[@]}" || return 1
   mark_cached pulumi-language-python "$v" "$w/out/pulumi-language-python"
 }
 
@@ -159,8 +158,8 @@ build_provider() {
   else
     log "$name $v: step 2/3: nothing to generate"
   fi
-  run_step "$name $v: step 3/3: go build (several minutes)" "$w/build.log" \
-    _build_in "$w/src" -ldflags "-s -w -X $versionvar=$v" -o "$w/out/$name" "./$pkg" || return 1
+  go_build_in "$w/src" -ldflags "-s -w -X $versionvar=$v" -o "$w/out/$name" "./$pkg"
+  run_step "$name $v: step 3/3: go build (several minutes)" "$w/build.log" "${GO_BUILD[@]}" || return 1
   mark_cached "$name" "$v" "$w/out/$name"
 }
 
