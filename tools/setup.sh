@@ -257,13 +257,15 @@ ensure_language_python() {
 # symlinks: the language host looks for its -exec script beside its own
 # resolved path).
 place() {
-  local dir f
+  local dir f dst
   dir=$(cache_dir "$1" "$2")
   mkdir -p "$SHIMLESS_BIN"
   for f in "$dir"/*; do
     [[ -f $f ]] || continue
-    if ! cmp -s "$f" "$SHIMLESS_BIN/$(basename "$f")"; then
-      install -m 0755 "$f" "$SHIMLESS_BIN/$(basename "$f")"
+    dst=$SHIMLESS_BIN/$(basename "$f")
+    # Same size and modification time (install -p keeps it): already placed.
+    if [[ ! -f $dst || $(stat -c '%s %Y' "$f") != "$(stat -c '%s %Y' "$dst")" ]]; then
+      install -p -m 0755 "$f" "$dst"
       log "placed $(basename "$f") $2 in .tools/bin"
     fi
   done
@@ -271,14 +273,19 @@ place() {
 
 # plugin_install NAME VERSION: into PULUMI_HOME's plugin cache.
 plugin_install() {
-  local name=$1 v=$2 bin
-  bin=$(cache_dir "pulumi-resource-$name" "$v")/pulumi-resource-$name
-  if cmp -s "$bin" "$PULUMI_HOME/plugins/resource-$name-v$v/pulumi-resource-$name"; then
+  local name=$1 v=$2 dir bin stamp
+  dir=$(cache_dir "pulumi-resource-$name" "$v")
+  bin=$dir/pulumi-resource-$name
+  # The stamp records which cached build was installed (its .complete).
+  stamp=$PULUMI_HOME/plugins/.shimless-resource-$name-v$v
+  if [[ -x $PULUMI_HOME/plugins/resource-$name-v$v/pulumi-resource-$name && -f $stamp ]] &&
+    cmp -s "$dir/.complete" "$stamp"; then
     log "plugin resource $name $v: already in $PULUMI_HOME"
     return 0
   fi
   log "plugin resource $name $v: pulumi plugin install --file $bin"
-  "$SHIMLESS_BIN/pulumi" plugin install resource "$name" "$v" --file "$bin" >&2
+  "$SHIMLESS_BIN/pulumi" plugin install resource "$name" "$v" --file "$bin" --reinstall >&2
+  cp "$dir/.complete" "$stamp"
 }
 
 main() {
