@@ -64,7 +64,10 @@ rollback() {
   systemctl stop kubelet
   local path
   while IFS= read -r path; do
-    [ -n "$path" ] && rm -f "$path"
+    [ -n "$path" ] || continue
+    rm -f "$path"
+    # Directories the switch created for it (e.g. certs.d/<registry>/) go too.
+    rmdir -p --ignore-fail-on-non-empty "$(dirname "$path")" 2>/dev/null || true
   done <"$BACKUP_PREVIOUS/.absent"
   (cd "$BACKUP_PREVIOUS" && find . -type f ! -path './.*' | sed 's|^\.||') | while IFS= read -r path; do
     install -D -m 0644 "$BACKUP_PREVIOUS$path" "$path"
