@@ -59,6 +59,27 @@ for want in "command $COMMAND_VERSION" "kubernetes $KUBERNETES_VERSION"; do
   fi
 done
 
+# 2b. the virtualenv's packages ask for these same versions ---------------------
+if [[ -x $SHIMLESS_VENV/bin/python ]]; then
+  got=$("$SHIMLESS_VENV/bin/python" - <<'EOF' 2>&1 || true
+import importlib.metadata as md, json, importlib.resources as res
+print("pulumi", md.version("pulumi"))
+for pkg in ("pulumi_command", "pulumi_kubernetes"):
+    meta = json.loads(res.files(pkg).joinpath("pulumi-plugin.json").read_text())
+    print(meta["name"], meta["version"])
+EOF
+  )
+  want=$(printf '%s\n' "pulumi $PULUMI_VERSION" "command $COMMAND_VERSION" "kubernetes $KUBERNETES_VERSION")
+  if [[ $got == "$want" ]]; then
+    pass ".venv: pulumi $PULUMI_VERSION; pulumi_command and pulumi_kubernetes ask for plugins $COMMAND_VERSION and $KUBERNETES_VERSION"
+  else
+    fail ".venv packages do not match tools/versions.sh"
+    indent <<<"$got"
+  fi
+else
+  fail ".venv: $SHIMLESS_VENV/bin/python missing (run make setup)"
+fi
+
 # 3. smoke previews --------------------------------------------------------------
 smoke=$(mktemp -d "${TMPDIR:-/tmp}/shimless-smoke.XXXXXX")
 trap 'rm -rf "$smoke"' EXIT
