@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 
 from components.config import (
-    NAMESPACE, PROJECT_FILE, ConfigError, parse_settings, private_keys, read_stack_file, schema_defaults,
+    NAMESPACE, PROJECT_FILE, ConfigError, kubeconfig_text, parse_settings, private_keys, read_stack_file,
+    schema_defaults,
 )
 from components.model import Settings
 from components.plan import Drift, plan_node
@@ -45,8 +46,9 @@ def check_config(args) -> int:
     raw = read_stack_file(path)
     try:
         settings = parse_settings(raw, schema_defaults())
-        if raw.get("sshPrivateKeyPath"):
-            private_keys(raw, settings)
+        private_keys(raw, settings)
+        if raw.get("kubeconfigPath"):
+            kubeconfig_text(raw, settings)
     except ConfigError as exc:
         return _fail("check-config", exc.problems)
     roles = sum(node.is_control_plane for node in settings.nodes)
@@ -116,14 +118,15 @@ def drift(args) -> int:
         raw = load_stack_config(args.stack)
         settings = parse_settings(raw, schema_defaults())
         keys = private_keys(raw, settings)
+        kubeconfig = kubeconfig_text(raw, settings)
     except (ConfigError, FileNotFoundError) as exc:
         return _fail("drift", getattr(exc, "problems", [str(exc)]), code=1)
     results = probe_nodes(list(settings.nodes), keys, max_parallel=args.parallel)
     api: dict[str, list[Drift]] = {}
     errors: dict[str, str] = {}
-    if settings.uses_cluster and raw.get("kubeconfig"):
+    if kubeconfig:
         try:
-            api = cluster_drift(settings, raw["kubeconfig"])
+            api = cluster_drift(settings, kubeconfig)
         except RuntimeError as exc:
             errors["(cluster)"] = str(exc)
     report = {}

@@ -290,9 +290,11 @@ def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None) 
         cluster = {"mode": "kubeconfig"}
     check.unknown_fields(cluster, {"mode"}, "cluster", None)
     cluster_mode = check.choice(cluster, "mode", "cluster.mode", None, CLUSTER_MODES)
-    if cluster_mode == "kubeconfig" and not value["kubeconfig"]:
-        check.fail("kubeconfig", None, "is required to cordon, drain and verify nodes (set it as a secret), "
-                   "or set shimless:cluster.mode: none explicitly to migrate without the API")
+    if cluster_mode == "kubeconfig" and not value["kubeconfig"] and not value["kubeconfigPath"]:
+        check.fail("kubeconfig", None, "is required to cordon, drain and verify nodes (set it as a secret, or "
+                   "set shimless:kubeconfigPath), or set shimless:cluster.mode: none explicitly to migrate without the API")
+    if value["kubeconfig"] and value["kubeconfigPath"]:
+        check.fail("kubeconfigPath", None, "set either kubeconfig or kubeconfigPath, not both")
 
     for flag_key in ("allowUnpinnedHostKeys",):
         check.boolean(value, flag_key, flag_key, None)
@@ -400,3 +402,16 @@ def private_keys(raw: dict[str, Any], settings: Settings) -> dict[str, str]:
             raise ConfigError([f"{NAMESPACE}:sshPrivateKeyPath: cannot read {path}: {exc.strerror}"]) from exc
     own = {n.get("name"): n.get("privateKey") for n in raw.get("nodes") or [] if isinstance(n, dict)}
     return {node.name: own.get(node.name) or default_key for node in settings.nodes}
+
+
+def kubeconfig_text(raw: dict[str, Any], settings: Settings) -> str | None:
+    """The kubeconfig: the secret itself, or the file at kubeconfigPath; None without a cluster."""
+    if not settings.uses_cluster:
+        return None
+    if raw.get("kubeconfig"):
+        return raw["kubeconfig"]
+    path = raw.get("kubeconfigPath") or ""
+    try:
+        return Path(os.path.expanduser(path)).read_text()
+    except OSError as exc:
+        raise ConfigError([f"{NAMESPACE}:kubeconfigPath: cannot read {path}: {exc.strerror}"]) from exc

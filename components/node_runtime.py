@@ -3,6 +3,8 @@ children: preflight -> prestage -> drain -> switch -> node patch -> verify ->
 uncordon -> docker clean-up."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -20,6 +22,8 @@ LOCAL_SCRIPTS = "components/scripts"
 RUNTIME_LABEL = "shimless.io/container-runtime"
 CRI_SOCKET_ANNOTATION = "kubeadm.alpha.kubernetes.io/cri-socket"
 RUNTIME_VERSION_PREFIX = {"containerd": "containerd://", "cri-o": "cri-o://"}
+# How long the kubelet must stay up, without restarting, to count as up.
+SETTLE_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,9 @@ class NodeRuntime(pulumi.ComponentResource):
             )
             before_switch = [drain]
 
+        health_timeout = settings.rollout.health_timeout_seconds
         self.switch = node_step(
-            "switch", "switch.sh",
-            {"health_timeout": settings.rollout.health_timeout_seconds, "settle_seconds": 5},
+            "switch", "switch.sh", {"health_timeout": health_timeout, "settle_seconds": SETTLE_SECONDS},
             plan.files, before_switch,
         )
         last: pulumi.Resource = self.switch
@@ -108,12 +112,19 @@ class NodeRuntime(pulumi.ComponentResource):
                                             retain_on_delete=True),
             )
             self.steps["node-patch"] = patch
-            verify = self._local_step(
-                name, "verify", args, [patch],
-                {"SWITCH_OUTPUT": self.switch.stdout,
-                 "RUNTIME_PREFIX": RUNTIME_VERSION_PREFIX[target.runtime],
-                 "HEALTH_TIMEOUT": str(settings.rollout.health_timeout_seconds)},
-            )
+            rollback_bundle = bundle("rollback.sh", {**common, "health_timeout": health_timeout,
+                                                     "settle_seconds": SETTLE_SECONDS})
+            verify_input = pulumi.Output.all(args.kubeconfig, args.private_key, self.switch.stdout).apply(
+                lambda values: json.dumps({
+                    "node": node.name, "kubeconfig": values[0], "private_key": values[1],
+                    "switch_output": values[2], "runtime_prefix": RUNTIME_VERSION_PREFIX[target.runtime],
+                    "health_timeout": health_timeout, "rollback_bundle": rollback_bundle,
+                    "ssh": {"name": node.name, "host": node.host, "port": node.port, "user": node.user,
+                            "host_key": node.host_key,
+                            "bastion": dataclasses.asdict(node.bastion) if node.bastion else None},
+                }))
+            verify = self._local_step(name, "verify", args, [patch], {}, command="python3 -m components.verify",
+                                      stdin=pulumi.Output.secret(verify_input))
             last = self._local_step(name, "uncordon", args, [verify], {"DRAIN_OUTPUT": drain.stdout})
 
         self.done = node_step(
@@ -127,12 +138,12 @@ class NodeRuntime(pulumi.ComponentResource):
         self.register_outputs({"report": self.report})
 
     def _local_step(self, name: str, step: str, args: NodeRuntimeArgs, depends_on: list,
-                    environment: dict) -> local.Command:
-        """A kubectl step run where Pulumi runs; the kubeconfig goes on stdin."""
+                    environment: dict, command: str = "", stdin: pulumi.Input[str] | None = None) -> local.Command:
+        """A kubectl step run where Pulumi runs; the kubeconfig (a secret) goes on stdin."""
         self.steps[step] = local.Command(
             f"{name}-{step}",
-            create=f"bash {LOCAL_SCRIPTS}/{step}.sh",
-            stdin=args.kubeconfig,
+            create=command or f"bash {LOCAL_SCRIPTS}/{step}.sh",
+            stdin=stdin if stdin is not None else args.kubeconfig,
             environment={"NODE": args.plan.node.name, "SHIMLESS_TOKEN": args.plan.token, **environment},
             logging="stdoutAndStderr",
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),

@@ -14,7 +14,9 @@ from typing import Callable
 
 import pulumi
 
-from components.config import NAMESPACE, ConfigError, parse_settings, private_keys, schema_defaults, schema_types
+from components.config import (
+    NAMESPACE, ConfigError, kubeconfig_text, parse_settings, private_keys, schema_defaults, schema_types,
+)
 from components.facts import NodeFacts
 from components.migration import RuntimeMigration, RuntimeMigrationArgs
 from components.model import NodeSpec, Settings
@@ -105,7 +107,7 @@ def run(prober: Prober = probe_nodes) -> RuntimeMigration:
     raw = read_raw_config()
     settings = parse_settings(raw, schema_defaults())
     keys = private_keys(raw, settings)
-    kubeconfig = raw.get("kubeconfig") if settings.uses_cluster else None
+    kubeconfig = kubeconfig_text(raw, settings)
     if os.environ.get("SHIMLESS_PROBE") == "off":
         # Plan without contacting any node or the API (e.g. a CI preview of an
         # example stack): every node shows as not probed, and `up` refuses.

@@ -124,3 +124,19 @@ def test_probe_output_parses_and_rejects_garbage():
     assert facts.unit("kubelet.service").is_active
     with pytest.raises(Exception, match="unexpected output"):
         parse_probe_output("bash: kubelet: command not found\n")
+
+
+def test_verify_needs_ready_fresh_heartbeat_and_the_target_runtime():
+    from datetime import datetime, timezone
+    from components.verify import verdict
+    since = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+
+    def node(ready="True", runtime="containerd://1.6.20", beat="2026-11-22T12:00:05Z"):
+        return {"status": {"conditions": [{"type": "Ready", "status": ready, "lastHeartbeatTime": beat}],
+                           "nodeInfo": {"containerRuntimeVersion": runtime}}}
+
+    assert verdict(node(), "containerd://", since)[0]
+    assert not verdict(node(ready="False"), "containerd://", since)[0]
+    assert not verdict(node(runtime="docker://20.10.24"), "containerd://", since)[0]
+    assert not verdict(node(beat="2026-11-22T11:59:59Z"), "containerd://", since)[0]
+    assert verdict({}, "containerd://", since) == (False, "Ready=? runtime=? heartbeat=?")

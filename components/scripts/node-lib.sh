@@ -3,6 +3,8 @@
 # shellcheck disable=SC2034  # variables here are read by the sourcing step
 
 SHIMLESS_STATE=/var/lib/shimless
+BACKUP_ORIGINAL=$SHIMLESS_STATE/backup/original
+BACKUP_PREVIOUS=$SHIMLESS_STATE/backup/previous
 SHIMLESS_BUNDLE=${SHIMLESS_BUNDLE:-}
 
 log() { printf 'shimless[%s] %s\n' "${SHIMLESS_NODE:-node}" "$*" >&2; }
@@ -82,4 +84,48 @@ in_target_state() {
     ! unit_enabled docker.service && ! unit_active docker.service &&
     ! unit_enabled docker.socket && ! unit_active docker.socket &&
     unit_active kubelet
+}
+
+# kubelet_settled: active now and not restarted during the settle period.
+kubelet_settled() {
+  unit_active kubelet || return 1
+  local before after
+  before=$(systemctl show -p NRestarts --value kubelet)
+  sleep "${SETTLE_SECONDS:-5}"
+  after=$(systemctl show -p NRestarts --value kubelet)
+  unit_active kubelet && [ "$before" = "$after" ]
+}
+
+# restore_previous TIMEOUT: put back what the last switch backed up (files,
+# Docker's and the runtime's unit states), restart the kubelet on its old
+# flags and wait until it stays up. Forgets the recorded token, so the next
+# plan sees the node as needing work.
+restore_previous() {
+  local timeout=$1 path
+  [ -f "$BACKUP_PREVIOUS/.units" ] || { log "no backup at $BACKUP_PREVIOUS: nothing to restore"; return 1; }
+  systemctl stop kubelet
+  while IFS= read -r path; do
+    [ -n "$path" ] || continue
+    rm -f "$path"
+    # Directories the switch created for it (e.g. certs.d/<registry>/) go too.
+    rmdir -p --ignore-fail-on-non-empty "$(dirname "$path")" 2>/dev/null || true
+  done <"$BACKUP_PREVIOUS/.absent"
+  (cd "$BACKUP_PREVIOUS" && find . -type f ! -path './.*' | sed 's|^\.||') | while IFS= read -r path; do
+    install -D -m 0644 "$BACKUP_PREVIOUS$path" "$path"
+  done
+  systemctl daemon-reload
+  local unit enabled active
+  while read -r unit enabled active; do
+    if [ "$enabled" = enabled ]; then systemctl enable "$unit"; else systemctl disable "$unit"; fi
+    if [ "$active" = active ]; then systemctl restart "$unit"; else systemctl stop "$unit"; fi
+  done <"$BACKUP_PREVIOUS/.units"
+  rm -f "$SHIMLESS_STATE/token"
+  systemctl reset-failed kubelet
+  systemctl start kubelet
+  if wait_for "$timeout" "the kubelet on its old flags" kubelet_settled; then
+    log "ROLLED BACK: node is on its previous runtime again (kubelet active on its old flags)"
+  else
+    log "ROLLBACK INCOMPLETE: the kubelet is not staying up on its old flags; see 'journalctl -u kubelet'"
+    return 1
+  fi
 }

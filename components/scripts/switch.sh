@@ -13,8 +13,6 @@ SHIMLESS_BUNDLE=$1
 . "$SHIMLESS_BUNDLE/node-lib.sh"
 SHIMLESS_NODE=$(var node)
 
-BACKUP_ORIGINAL=$SHIMLESS_STATE/backup/original
-BACKUP_PREVIOUS=$SHIMLESS_STATE/backup/previous
 DOCKER_UNITS=(docker.socket docker.service)
 STEP=start
 
@@ -22,7 +20,7 @@ runtime=$(var runtime)
 endpoint=$(var cri_endpoint)
 token=$(var token)
 health_timeout=$(var health_timeout)
-settle=$(var settle_seconds)
+SETTLE_SECONDS=$(var settle_seconds)
 service=$(runtime_service "$runtime")
 
 record() {
@@ -61,42 +59,12 @@ rollback() {
   trap - ERR
   set +e
   log "step '$failed_step' failed: rolling back to the previous runtime"
-  systemctl stop kubelet
-  local path
-  while IFS= read -r path; do
-    [ -n "$path" ] || continue
-    rm -f "$path"
-    # Directories the switch created for it (e.g. certs.d/<registry>/) go too.
-    rmdir -p --ignore-fail-on-non-empty "$(dirname "$path")" 2>/dev/null || true
-  done <"$BACKUP_PREVIOUS/.absent"
-  (cd "$BACKUP_PREVIOUS" && find . -type f ! -path './.*' | sed 's|^\.||') | while IFS= read -r path; do
-    install -D -m 0644 "$BACKUP_PREVIOUS$path" "$path"
-  done
-  systemctl daemon-reload
-  local unit enabled active
-  while read -r unit enabled active; do
-    if [ "$enabled" = enabled ]; then systemctl enable "$unit"; else systemctl disable "$unit"; fi
-    if [ "$active" = active ]; then systemctl restart "$unit"; else systemctl stop "$unit"; fi
-  done <"$BACKUP_PREVIOUS/.units"
-  systemctl reset-failed kubelet
-  systemctl start kubelet
-  if wait_for "$health_timeout" "the kubelet on its old flags" kubelet_settled; then
-    log "ROLLED BACK: node is on its previous runtime again (kubelet active on its old flags)"
+  if restore_previous "$health_timeout"; then
+    printf 'failed step=%s rolled_back=yes\n' "$failed_step"
   else
-    log "ROLLBACK INCOMPLETE: the kubelet is not staying up on its old flags; see 'journalctl -u kubelet'"
+    printf 'failed step=%s rolled_back=incomplete\n' "$failed_step"
   fi
-  printf 'failed step=%s rolled_back=yes\n' "$failed_step"
   exit 1
-}
-
-# kubelet_settled: active now and not restarted during the settle period.
-kubelet_settled() {
-  unit_active kubelet || return 1
-  local before after
-  before=$(systemctl show -p NRestarts --value kubelet)
-  sleep "${settle:-5}"
-  after=$(systemctl show -p NRestarts --value kubelet)
-  unit_active kubelet && [ "$before" = "$after" ]
 }
 
 kubelet_on_runtime() {

@@ -1,0 +1,91 @@
+"""The verify step, run where Pulumi runs (`python3 -m components.verify`, a
+local command): wait until the Node is Ready with a heartbeat newer than the
+switch and reports the target runtime; if it never does, roll the node back
+over SSH (scripts/rollback.sh) and fail naming node and step.
+
+Input: one JSON object on stdin (it holds the kubeconfig and the SSH key, so
+the command's stdin is a secret)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from components.model import Bastion, NodeSpec, RuntimeTarget
+from components.ssh import _known_host, ssh_argv
+
+
+def node_status(kubeconfig: str, name: str) -> dict:
+    done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "get", "node", name, "-o", "json",
+                           "--request-timeout=10s"], capture_output=True, text=True, check=False)
+    return json.loads(done.stdout) if done.returncode == 0 else {}
+
+
+def verdict(node: dict, runtime_prefix: str, since: datetime) -> tuple[bool, str]:
+    status = node.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    runtime = (status.get("nodeInfo") or {}).get("containerRuntimeVersion", "")
+    beat = ready.get("lastHeartbeatTime", "")
+    fresh = bool(beat) and datetime.fromisoformat(beat.replace("Z", "+00:00")) >= since
+    ok = ready.get("status") == "True" and runtime.startswith(runtime_prefix) and fresh
+    return ok, f"Ready={ready.get('status', '?')} runtime={runtime or '?'} heartbeat={beat or '?'}"
+
+
+def rollback(payload: dict) -> str:
+    spec = payload["ssh"]
+    bastion = Bastion(**spec["bastion"]) if spec.get("bastion") else None
+    node = NodeSpec(name=spec["name"], host=spec["host"], port=spec["port"], user=spec["user"], role="worker",
+                    host_key=spec["host_key"], target=RuntimeTarget(), bastion=bastion)
+    with tempfile.TemporaryDirectory(prefix="shimless-verify-") as tmp:
+        key = Path(tmp, "key")
+        key.touch(mode=0o600)
+        key.write_text(payload["private_key"].rstrip("\n") + "\n")
+        known = Path(tmp, "known_hosts")
+        lines = [_known_host(node.host, node.port, node.host_key)] if node.host_key else []
+        if bastion and bastion.host_key:
+            lines.append(_known_host(bastion.host, bastion.port, bastion.host_key))
+        known.write_text("".join(lines))
+        done = subprocess.run(ssh_argv(node, str(key), str(known)), input=payload["rollback_bundle"],
+                              capture_output=True, text=True, timeout=payload["health_timeout"] + 120, check=False)
+    sys.stderr.write(done.stderr)
+    return "rolled back to its previous runtime" if done.returncode == 0 else \
+        f"ROLLBACK FAILED (exit {done.returncode}): restore it from /var/lib/shimless/backup/previous"
+
+
+def main() -> int:
+    payload = json.load(sys.stdin)
+    name = payload["node"]
+    if "switched" not in payload["switch_output"] and "in-sync" not in payload["switch_output"]:
+        print(f"shimless[{name}] the switch reported nothing to verify", file=sys.stderr)
+        return 1
+    match = re.search(r"docker_stopped_ms=(\d+)", payload["switch_output"])
+    since = datetime.fromtimestamp(int(match.group(1)) / 1000, timezone.utc) if match else \
+        datetime.fromtimestamp(0, timezone.utc)
+    with tempfile.NamedTemporaryFile("w", prefix="shimless-kubeconfig-") as handle:
+        handle.write(payload["kubeconfig"])
+        handle.flush()
+        deadline = time.monotonic() + payload["health_timeout"]
+        seen = "no answer from the API"
+        while time.monotonic() < deadline:
+            node = node_status(handle.name, name)
+            if node:
+                ok, seen = verdict(node, payload["runtime_prefix"], since)
+                if ok:
+                    print(f"verified {seen}")
+                    return 0
+            time.sleep(2)
+    print(f"shimless[{name}] step 'verify' failed after {payload['health_timeout']}s: {seen}", file=sys.stderr)
+    if match:  # this run switched the node: undo it
+        outcome = rollback(payload)
+        print(f"shimless[{name}] node {name}: {outcome}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
