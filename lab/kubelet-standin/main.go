@@ -581,7 +581,7 @@ func main() {
 
 	infof("server.go:446", "Kubelet version", "kubeletVersion", kubeletVersion)
 	infof("server.go:448", "Golang settings", "GOGC", os.Getenv("GOGC"), "GOMAXPROCS", os.Getenv("GOMAXPROCS"), "GOTRACEBACK", os.Getenv("GOTRACEBACK"))
-	warnf("standin.go:1", "This is the shimless lab kubelet stand-in, not the real kubelet: it runs no pods")
+	warnf("standin.go:1", "This is the shimless lab kubelet stand-in, not the real kubelet: it runs no containers (pods bound to it are only marked Running)")
 
 	cfg, err := loadConfig(fl["config"])
 	if err != nil {
@@ -598,7 +598,7 @@ func main() {
 	for _, k := range []string{"kubeconfig", "bootstrap-kubeconfig"} {
 		if p := fl[k]; p != "" {
 			if _, err := os.Stat(p); err != nil {
-				vinfof(2, "bootstrap.go:56", "Kubeconfig not present (the lab kubelet stand-in does not contact an API server)", "path", p, "flag", k)
+				vinfof(2, "bootstrap.go:56", "Kubeconfig not present (the lab kubelet stand-in keeps looking for it)", "path", p, "flag", k)
 			}
 		}
 	}
@@ -684,6 +684,16 @@ func main() {
 	cancel()
 	defer client.close()
 
+	// The API-server side (apiserver.go): only with a --kubeconfig that works.
+	rt := &sharedRuntime{mode: mode, endpoint: st.Endpoint}
+	stopAPI := make(chan struct{})
+	if kc := fl["kubeconfig"]; kc != "" {
+		agent := &apiAgent{kubeconfig: kc, nodeName: nodeName, rt: rt, started: time.Now(),
+			nodeLabels: parseNodeLabels(fl["node-labels"]), taints: parseTaints(fl["register-with-taints"])}
+		go agent.run(stopAPI)
+	}
+	defer close(stopAPI)
+
 	// Heartbeat loop.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -698,6 +708,7 @@ func main() {
 		if err != nil {
 			st.Ready = false
 			st.Message = "container runtime is down: " + err.Error()
+			rt.set(false, "", "", st.Message)
 			if wasReady || first {
 				errorf("kubelet.go:2391", "Container runtime not ready", "runtimeReady", "RuntimeReady=false reason:RuntimeDown message:"+err.Error())
 			}
@@ -708,6 +719,7 @@ func main() {
 			st.NetworkReady = ri.networkReady
 			st.Ready = ri.ready
 			st.Message = ri.message
+			rt.set(ri.ready, ri.name, ri.version, ri.message)
 			if ri.ready && (!wasReady || first) {
 				infof("kubelet_node_status.go:563", "Recording event message for node", "node", nodeName, "event", "NodeReady",
 					"runtime", ri.name+"://"+ri.version)

@@ -1,0 +1,113 @@
+#!/bin/bash
+# Build (or find cached) the lab control-plane binaries from the Go module proxy:
+#   kube-apiserver, kube-controller-manager, kube-scheduler (+ kubectl when
+#   CP_BUILD_KUBECTL=1) from k8s.io/kubernetes@$CP_K8S_VERSION, and etcd from
+#   go.etcd.io/etcd/server/v3@$CP_ETCD_VERSION.
+# Cache: $CP_CACHE_DIR/<k8s version>/ and $CP_CACHE_DIR/etcd-<version>/
+#        (~/.cache/shimless/control-plane/...), each with a build.log and
+#        build-time.txt (/usr/bin/time -v of the go build).
+# Prints "K8S_BIN=<dir>" and "ETCD_BIN=<dir>".
+# k8s.io/kubernetes replaces its staging modules (k8s.io/api, client-go, ...)
+# with ./staging paths, so it cannot be built with `go install mod@version`:
+# a wrapper module takes its go.mod, keeps its pins and points each staging
+# module at the published v0.<minor>.<patch>.
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+cp_build_k8s() {
+  local v="$CP_K8S_VERSION" out="$CP_CACHE_DIR/$CP_K8S_VERSION" go w staging bins b
+  bins="kube-apiserver kube-controller-manager kube-scheduler"
+  [ "${CP_BUILD_KUBECTL:-0}" = 1 ] && bins="$bins kubectl"
+  local ok=1
+  for b in $bins; do [ -x "$out/$b" ] || ok=0; done
+  if [ "$ok" = 1 ]; then echo "$out"; return 0; fi
+  go="$(cp_find_go)" || die "no Go toolchain (/usr/local/go/bin/go) to build the control plane"
+  mkdir -p "$out"
+  w="$out/src"
+  rm -rf "$w"
+  mkdir -p "$w"
+  staging="v0.${v#v1.}"
+  cp_log "building $bins from k8s.io/kubernetes@$v (staging modules at $staging; $($go version | awk '{ print $3 }'); log: $out/build.log)"
+  curl -fsS "${CP_GOPROXY:-https://proxy.golang.org}/k8s.io/kubernetes/@v/$v.mod" -o "$w/kubernetes.mod" \
+    || die "k8s.io/kubernetes $v: go.mod not served by the module proxy"
+  # wrapper go.mod: kubernetes' own requires + pins; staging paths -> published versions
+  awk -v kv="$v" -v sv="$staging" '
+    /^module / { print "module shimless.lab/control-plane-build"; next }
+    /^replace \($/ { inrep = 1; print; next }
+    inrep && /^\)$/ { inrep = 0; print; next }
+    inrep && /=> \.\/staging\/src\// { sub(/=> \.\/staging\/src\/.*/, "=> " $1 " " sv); print; next }
+    { print }
+    END { print ""; print "require k8s.io/kubernetes " kv }
+  ' "$w/kubernetes.mod" >"$w/go.mod"
+  cat >"$w/tools.go" <<'GO'
+//go:build tools
+
+package tools
+GO
+  local -a pkgs=()
+  for b in $bins; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  local ldpkg ld date minor
+  date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  minor="${v#v1.}"; minor="${minor%%.*}"
+  ld="-s -w"
+  for ldpkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld="$ld -X $ldpkg.gitVersion=$v -X $ldpkg.gitMajor=1 -X $ldpkg.gitMinor=$minor"
+    ld="$ld -X $ldpkg.gitTreeState=clean -X $ldpkg.buildDate=$date -X $ldpkg.gitCommit=shimless-lab-from-module-proxy"
+  done
+  mkdir -p "$out/.tmp"
+  (
+    cd "$w"
+    export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+    "$go" mod download k8s.io/kubernetes >>"$out/build.log" 2>&1 || exit 1
+    /usr/bin/time -v -o "$out/build-time.txt" "$go" build -trimpath -tags providerless \
+      -ldflags "$ld" -o "$out/.tmp/" "${pkgs[@]}" >>"$out/build.log" 2>&1
+  ) || { tail -30 "$out/build.log" >&2; die "building $bins $v failed (see $out/build.log)"; }
+  for b in $bins; do mv "$out/.tmp/$b" "$out/$b"; done
+  rmdir "$out/.tmp" 2>/dev/null || true
+  cp_log "built $bins $v: $(cp_time_summary "$out/build-time.txt")"
+  echo "$out"
+}
+
+cp_build_etcd() {
+  local v="$CP_ETCD_VERSION" out="$CP_CACHE_DIR/etcd-$CP_ETCD_VERSION" go w
+  if [ -x "$out/etcd" ]; then echo "$out"; return 0; fi
+  go="$(cp_find_go)" || die "no Go toolchain to build etcd"
+  mkdir -p "$out"
+  w="$out/src"
+  rm -rf "$w"
+  mkdir -p "$w"
+  cp_log "building etcd from go.etcd.io/etcd/server/v3@$v (log: $out/build.log)"
+  cat >"$w/go.mod" <<GOMOD
+module shimless.lab/etcd-build
+
+go 1.19
+
+require go.etcd.io/etcd/server/v3 $v
+
+// reflect2 < 1.0.2 crashes on Go >= 1.18 (json-iterator's map handling)
+require (
+	github.com/json-iterator/go v1.1.12
+	github.com/modern-go/reflect2 v1.0.2
+)
+GOMOD
+  (
+    cd "$w"
+    export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+    /usr/bin/time -v -o "$out/build-time.txt" "$go" build -trimpath -ldflags "-s -w" \
+      -o "$out/.etcd.tmp" go.etcd.io/etcd/server/v3 >>"$out/build.log" 2>&1
+  ) || { tail -30 "$out/build.log" >&2; die "building etcd $v failed (see $out/build.log)"; }
+  mv "$out/.etcd.tmp" "$out/etcd"
+  cp_log "built etcd $v: $(cp_time_summary "$out/build-time.txt")"
+  echo "$out"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  command -v /usr/bin/time >/dev/null 2>&1 || [ -x /usr/bin/time ] || {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y time >/dev/null 2>&1 || true; }
+  case "${1:-all}" in
+    etcd) echo "ETCD_BIN=$(cp_build_etcd)" ;;
+    k8s) echo "K8S_BIN=$(cp_build_k8s)" ;;
+    all) echo "ETCD_BIN=$(cp_build_etcd)"; echo "K8S_BIN=$(cp_build_k8s)" ;;
+    *) die "usage: build.sh [all|etcd|k8s]" ;;
+  esac
+fi

@@ -1,0 +1,58 @@
+# shellcheck shell=bash
+# Shared settings of lab/control-plane/*.sh (sourced).
+set -euo pipefail
+CP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LAB_DIR="$(cd "$CP_DIR/.." && pwd)"
+LAB_STATE_DIR="${LAB_STATE_DIR:-$LAB_DIR/state}"
+CP_STATE_DIR="${CP_STATE_DIR:-$LAB_STATE_DIR/control-plane}"
+CP_CACHE_DIR="${CP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/shimless/control-plane}"
+CP_K8S_VERSION="${CP_K8S_VERSION:-v1.23.17}"
+CP_K8S_VERSION="v${CP_K8S_VERSION#v}"
+CP_ETCD_VERSION="${CP_ETCD_VERSION:-v3.5.6}"
+CP_ETCD_VERSION="v${CP_ETCD_VERSION#v}"
+# loopback ports of the lab control plane (all on 127.0.0.1)
+CP_ETCD_CLIENT_PORT="${CP_ETCD_CLIENT_PORT:-22379}"
+CP_ETCD_PEER_PORT="${CP_ETCD_PEER_PORT:-22380}"
+CP_APISERVER_PORT="${CP_APISERVER_PORT:-26443}"
+CP_CM_PORT="${CP_CM_PORT:-20257}"
+CP_SCHED_PORT="${CP_SCHED_PORT:-20259}"
+CP_SERVICE_CIDR="${CP_SERVICE_CIDR:-10.96.0.0/16}"
+CP_CLUSTER_CIDR="${CP_CLUSTER_CIDR:-10.244.0.0/16}"
+CP_KUBECONFIG="${CP_KUBECONFIG:-$LAB_STATE_DIR/kubeconfig}"
+CP_SERVER="https://127.0.0.1:$CP_APISERVER_PORT"
+
+_cp_t0="${LAB_T0:-$(date +%s.%N)}"
+cp_log() { printf '[control-plane %ss] %s\n' "$(awk -v t0="$_cp_t0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%6.1f", t1 - t0 }')" "$*" >&2; }
+if ! declare -F die >/dev/null; then
+  die() { printf '[control-plane] ERROR: %s\n' "$*" >&2; exit 1; }
+fi
+
+cp_find_go() {
+  local g
+  for g in "${GO:-}" /usr/local/go/bin/go "$(command -v go 2>/dev/null || true)" /usr/lib/go/bin/go; do
+    [ -n "$g" ] && [ -x "$g" ] && { echo "$g"; return 0; }
+  done
+  return 1
+}
+
+# "wall 123.4s, peak RSS 1234 MiB" from a /usr/bin/time -v file
+cp_time_summary() {
+  awk -F': ' '/Elapsed \(wall clock\)/ { w = $2 } /Maximum resident set size/ { m = $2 }
+    END { printf "wall %s, peak RSS %d MiB (largest single process)", w, m / 1024 }' "$1" 2>/dev/null
+}
+
+# pid of a control-plane component started by up.sh, if it still runs that binary.
+cp_pid() {
+  local name="$1" pf pid exe
+  pf="$CP_STATE_DIR/$name.pid"
+  [ -f "$pf" ] || return 1
+  pid="$(cat "$pf")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [ -d "/proc/$pid" ] || return 1
+  [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null || echo X)" != Z ] || return 1
+  exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || return 1
+  [ "$(basename "${exe% (deleted)}")" = "$name" ] || return 1
+  echo "$pid"
+}
+
+CP_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
