@@ -11,6 +11,8 @@ need_root
 exec 9>"$LAB_STATE_DIR/.lock"
 flock -w 120 9 || die "another lab script holds $LAB_STATE_DIR/.lock"
 mapfile -t NODES < <(lab_known_nodes | sort -u)
+# the lab control plane (LAB_CLUSTER=1 lab-up), by its recorded pids
+if [ "${LAB_PURGE:-0}" = 1 ]; then lab_control_plane_down --purge; else lab_control_plane_down; fi
 if [ "${#NODES[@]}" -eq 0 ]; then log "lab-down: no nodes"; exit 0; fi
 pids=()
 for node in "${NODES[@]}"; do

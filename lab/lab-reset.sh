@@ -16,8 +16,11 @@ mkdir -p "$LAB_CACHE_DIR"
 ( flock 8; lab_ensure_base ) 8>"$LAB_CACHE_DIR/.base.lock" >/dev/null
 BASE="$(lab_base_dir)"
 LAYER="$(lab_ensure_bin_layer)"
+cluster=0
+lab_control_plane_ready && cluster=1
 for node in "${NODES[@]}"; do
   lab_ensure_host_key "$node"
+  [ "$cluster" = 1 ] && lab_forget_node_object "$node"
   lab_stop_node "$node" kill
   lab_wipe_node_disk "$node"
   lab_mount_rootfs "$node" "$BASE" "$LAYER"
@@ -25,4 +28,8 @@ for node in "${NODES[@]}"; do
   lab_start_node "$node"
 done
 for node in "${NODES[@]}"; do lab_wait_node "$node"; done
+if [ "$cluster" = 1 ]; then
+  for node in "${NODES[@]}"; do lab_write_node_kubeconfig "$node"; done
+  lab_wait_nodes_registered "${NODES[@]}"
+fi
 log "reset done: ${NODES[*]}"

@@ -4,6 +4,9 @@
 # kubelet stand-in as /usr/bin/kubelet. Writes stacks/Pulumi.lab.yaml.
 #   LAB_NODES=N  LAB_KUBELET_VERSION=1.23.17  LAB_CRICTL_VERSION=v1.34.0
 #   LAB_FRESH=1  (start stopped nodes from a fresh disk instead of resuming them)
+#   LAB_CLUSTER=1 (also start the lab control plane, lab/control-plane/up.sh, give
+#                 the nodes kubelet kubeconfigs and write shimless:cluster.mode:
+#                 kubeconfig + shimless:kubeconfigPath into the stack)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
@@ -62,6 +65,11 @@ for node in "${NODES[@]}"; do
 done
 
 for node in "${NODES[@]}"; do lab_wait_node "$node"; done
+if lab_cluster_wanted; then
+  lab_control_plane_up
+  for node in "${NODES[@]}"; do lab_write_node_kubeconfig "$node"; done
+  lab_wait_nodes_registered "${NODES[@]}"
+fi
 lab_write_stack_config "${NODES[@]}"
 log "lab is up"
 lab_print_table "${NODES[@]}"

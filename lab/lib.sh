@@ -680,6 +680,49 @@ lab_print_table() {
   done
 }
 
+# ------------------------------------------------------------------ lab control plane (lab/control-plane/)
+
+# LAB_CLUSTER=1: lab-up starts the control plane and the stack uses it.
+lab_cluster_wanted() { [ "${LAB_CLUSTER:-0}" = 1 ]; }
+
+# The control plane answers /readyz (whoever started it).
+lab_control_plane_ready() { bash "$LAB_DIR/control-plane/status.sh" >/dev/null 2>&1; }
+
+lab_control_plane_up() { LAB_STATE_DIR="$LAB_STATE_DIR" bash "$LAB_DIR/control-plane/up.sh"; }
+
+lab_control_plane_down() {
+  [ -d "$LAB_STATE_DIR/control-plane" ] || return 0
+  LAB_STATE_DIR="$LAB_STATE_DIR" bash "$LAB_DIR/control-plane/down.sh" "$@"
+}
+
+# Give a running node its kubelet kubeconfig (client cert system:node:NODE);
+# the stand-in picks it up without a restart.
+lab_write_node_kubeconfig() {
+  local node="$1" root
+  root="$(node_root "$node")"
+  [ -d "$root/etc/kubernetes" ] || return 0
+  LAB_STATE_DIR="$LAB_STATE_DIR" bash "$LAB_DIR/control-plane/node-kubeconfig.sh" "$node" "$root/etc/kubernetes/kubelet.conf"
+}
+
+# A reset node is a new machine: drop its old Node object (labels, annotations).
+lab_forget_node_object() {
+  "$LAB_DIR/kubectl" delete node "$1" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+}
+
+# Wait until each node's Node object is Ready (heartbeat from the stand-in).
+lab_wait_nodes_registered() {
+  local deadline=$((SECONDS + ${LAB_NODE_READY_TIMEOUT:-60})) node ok
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    ok=1
+    for node in "$@"; do
+      [ "$("$LAB_DIR/kubectl" get node "$node" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ] || ok=0
+    done
+    [ "$ok" = 1 ] && { log "Node objects Ready: $*"; return 0; }
+    sleep 1
+  done
+  warn "not every Node object is Ready after ${LAB_NODE_READY_TIMEOUT:-60}s: $("$LAB_DIR/kubectl" get nodes --no-headers 2>&1 | tr '\n' ';')"
+}
+
 # ------------------------------------------------------------------ Pulumi stack config
 
 lab_write_stack_config() {
@@ -691,7 +734,13 @@ lab_write_stack_config() {
     if [ -f "$f" ]; then grep '^encryptionsalt:' "$f" || true; fi
     echo "config:"
     echo "  shimless:cluster:"
-    echo "    mode: none"
+    if lab_cluster_wanted && lab_control_plane_ready; then
+      # the lab control plane (LAB_CLUSTER=1): cordon, drain, annotation, Ready for real
+      echo "    mode: kubeconfig"
+      echo "  shimless:kubeconfigPath: $LAB_STATE_DIR/kubeconfig"
+    else
+      echo "    mode: none"
+    fi
     echo "  shimless:nodes:"
     for node in "$@"; do
       echo "    - name: $node"

@@ -173,6 +173,7 @@ func loadKubeconfig(path string) (*apiClient, error) {
 	if !found || c.server == "" {
 		return nil, fmt.Errorf("%s: no cluster server for context %q", path, ctxName)
 	}
+	hasCreds := false
 	for _, u := range kc.Users {
 		if u.Name != userName {
 			continue
@@ -191,6 +192,7 @@ func loadKubeconfig(path string) (*apiClient, error) {
 				return nil, fmt.Errorf("client certificate/key: %w", err)
 			}
 			tlsCfg.Certificates = []tls.Certificate{pair}
+			hasCreds = true
 		}
 		c.token = u.User.Token
 		if c.token == "" && u.User.TokenFile != "" {
@@ -200,12 +202,21 @@ func loadKubeconfig(path string) (*apiClient, error) {
 			}
 			c.token = strings.TrimSpace(string(t))
 		}
+		if c.token != "" {
+			hasCreds = true
+		}
+	}
+	if !hasCreds {
+		// the lab's placeholder kubelet.conf (user: {}): no cluster to talk to
+		return nil, errNoCredentials
 	}
 	c.http = &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
 		TLSClientConfig: tlsCfg, Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: 60 * time.Second,
 	}}
 	return c, nil
 }
+
+var errNoCredentials = fmt.Errorf("no client credentials (placeholder kubeconfig)")
 
 type apiError struct {
 	code int
@@ -312,7 +323,11 @@ func (a *apiAgent) ensureClient() bool {
 	a.kcStamp = stamp
 	if err != nil {
 		a.client = nil
-		a.logOnce("Unusable kubeconfig", err)
+		if err == errNoCredentials {
+			vinfof(2, "bootstrap.go:56", "Kubeconfig has no credentials: not contacting an API server", "path", a.kubeconfig)
+		} else {
+			a.logOnce("Unusable kubeconfig", err)
+		}
 		return false
 	}
 	a.client = c
