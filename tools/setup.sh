@@ -288,6 +288,25 @@ plugin_install() {
   cp "$dir/.complete" "$stamp"
 }
 
+# install_command_standin: when the real command plugin cannot be had, build
+# the project's command-provider stand-in (tools/command-standin: same
+# resource types and documented semantics, written for this project) and
+# install it as the command plugin the Python package asks for. Says so.
+install_command_standin() {
+  local bin stamp
+  warn "pulumi-resource-command $COMMAND_VERSION cannot be obtained here: using the command-provider stand-in (tools/command-standin)"
+  bin=$(bash "$SHIMLESS_ROOT/tools/command-standin/build.sh" | tail -n 1) || return 1
+  [[ -x $bin ]] || return 1
+  stamp=$PULUMI_HOME/plugins/.shimless-resource-command-v$COMMAND_VERSION
+  if [[ -x $PULUMI_HOME/plugins/resource-command-v$COMMAND_VERSION/pulumi-resource-command && -f $stamp ]] &&
+    [[ $(cat "$stamp") == "standin $bin" ]]; then
+    log "plugin resource command $COMMAND_VERSION: the stand-in is already in $PULUMI_HOME"
+    return 0
+  fi
+  "$SHIMLESS_BIN/pulumi" plugin install resource command "$COMMAND_VERSION" --file "$bin" --reinstall >&2
+  echo "standin $bin" >"$stamp"
+}
+
 main() {
   mkdir -p "$SHIMLESS_CACHE/logs" "$SHIMLESS_BIN" "$PULUMI_HOME"
   exec 9>"$SHIMLESS_TOOLS/.setup.lock"
@@ -320,6 +339,8 @@ main() {
   if provide pulumi-resource-command "$COMMAND_VERSION" official_command build_command; then
     place pulumi-resource-command "$COMMAND_VERSION"
     [[ -x $SHIMLESS_BIN/pulumi ]] && plugin_install command "$COMMAND_VERSION"
+  elif [[ -x $SHIMLESS_BIN/pulumi ]] && install_command_standin; then
+    MANIFEST+=("pulumi-resource-command $COMMAND_VERSION command-provider-stand-in")
   else
     MISSING+=("pulumi-resource-command $COMMAND_VERSION")
   fi
