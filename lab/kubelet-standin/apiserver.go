@@ -721,8 +721,6 @@ func (a *apiAgent) syncPods(ctx context.Context) error {
 // ---------------------------------------------------------------- loop
 
 func (a *apiAgent) run(stop <-chan struct{}) {
-	nodeTick := time.NewTicker(podSyncInterval)
-	defer nodeTick.Stop()
 	var lastStatus time.Time
 	for {
 		if a.ensureClient() {

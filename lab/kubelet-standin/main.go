@@ -18,7 +18,10 @@
 //     exits 1 when the endpoint does not serve CRI;
 //   - every ~2 s writes the runtime it talks to into
 //     /var/lib/kubelet/standin-status.json (ready=false while the runtime
-//     does not answer, like a NotReady node).
+//     does not answer, like a NotReady node);
+//   - with a --kubeconfig that has credentials and reaches an API server (the
+//     lab control plane, LAB_CLUSTER=1): registers and heartbeats its Node and
+//     plays the kubelet for pods bound to it (apiserver.go).
 package main
 
 import (
