@@ -15,7 +15,7 @@ from typing import Callable
 import pulumi
 
 from components.config import (
-    NAMESPACE, ConfigError, kubeconfig_text, parse_settings, private_keys, schema_defaults, schema_types,
+    NAMESPACE, SECRET_KEYS, ConfigError, kubeconfig_text, parse_settings, private_keys, schema_defaults, schema_types,
 )
 from components.facts import NodeFacts
 from components.migration import RuntimeMigration, RuntimeMigrationArgs
@@ -34,10 +34,14 @@ def read_raw_config() -> dict:
     """Every shimless:* key the stack sets, decoded by its schema type (secrets in plain
     text: they stay in this process and reach resources only as secret Outputs)."""
     raw = {}
+    plain_secrets = []
     for key, kind in schema_types().items():
         text = pulumi.runtime.get_config(f"{NAMESPACE}:{key}")
         if text is None:
             continue
+        if key in SECRET_KEYS and text and not pulumi.runtime.is_config_secret(f"{NAMESPACE}:{key}"):
+            plain_secrets.append(f"{NAMESPACE}:{key}: is stored in plain text in the stack file; "
+                                 f"set it with `pulumi config set --secret {key}`")
         if kind == "string":
             raw[key] = text
         else:
@@ -45,6 +49,8 @@ def read_raw_config() -> dict:
                 raw[key] = json.loads(text)
             except json.JSONDecodeError:
                 raw[key] = text  # e.g. a bare integer set by `pulumi config set`
+    if plain_secrets:
+        raise ConfigError(plain_secrets)
     return raw
 
 

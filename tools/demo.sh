@@ -9,7 +9,7 @@ source tools/env.sh
 bash lab/lab-up.sh
 pulumi stack select --create lab >/dev/null
 echo "== pulumi up --stack lab (the lab's nodes move from Docker to containerd) =="
-pulumi up --stack lab --yes --diff=false
+pulumi up --stack lab --yes --suppress-outputs
 report=.state/lab-report.json
 pulumi stack output --stack lab --json >"$report"
 python - "$report" <<'PY'
