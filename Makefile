@@ -23,7 +23,8 @@ host-deps:
 	fi
 
 shellcheck: host-deps
-	shellcheck -x components/scripts/*.sh lab/*.sh lab/ssh tools/*.sh
+	shellcheck -x $$(find components/scripts lab tools bench -name '*.sh' -not -path 'lab/state/*') \
+	  $$(find lab -maxdepth 1 -type f -executable ! -name '*.*')
 
 # Fast: pure modules, the resource graph under mocks, the CLI. No lab, no engine.
 unit: setup
