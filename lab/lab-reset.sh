@@ -16,8 +16,10 @@ mkdir -p "$LAB_CACHE_DIR"
 ( flock 8; lab_ensure_base ) 8>"$LAB_CACHE_DIR/.base.lock" >/dev/null
 BASE="$(lab_base_dir)"
 LAYER="$(lab_ensure_bin_layer)"
+# LAB_CLUSTER=1 and the control plane up: a reset node is a new machine (its
+# Node object is deleted) and gets its kubelet kubeconfig again.
 cluster=0
-lab_control_plane_ready && cluster=1
+if lab_cluster_wanted && lab_control_plane_ready; then cluster=1; fi
 for node in "${NODES[@]}"; do
   lab_ensure_host_key "$node"
   [ "$cluster" = 1 ] && lab_forget_node_object "$node"

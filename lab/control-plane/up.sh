@@ -103,6 +103,7 @@ cp_start kube-apiserver "$CP_APISERVER_PORT" "$K8S_BIN/kube-apiserver" \
   --authorization-mode=Node,RBAC \
   --allow-privileged=true \
   --enable-bootstrap-token-auth=true \
+  --endpoint-reconciler-type=none \
   --profiling=false \
   --v=1
 cp_wait_http kube-apiserver "$CP_SERVER/readyz" 120 \
