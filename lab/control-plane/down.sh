@@ -1,6 +1,7 @@
 #!/bin/bash
 # Stop the lab control plane: each component by its recorded pid only
-# (lab/state/control-plane/<component>.pid), SIGTERM then SIGKILL after 15 s.
+# (lab/state/control-plane/<component>.pid), SIGTERM then SIGKILL after 15 s
+# (3 s for kube-scheduler / kube-controller-manager).
 # Keeps certificates and etcd data; --purge (or CP_PURGE=1) deletes the etcd
 # data (the next up.sh starts an empty cluster) and the admin kubeconfig.
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -12,10 +13,12 @@ flock -w 120 7 || die "another control-plane script holds $CP_STATE_DIR/.lock"
 for ((c = ${#CP_COMPONENTS[@]} - 1; c >= 0; c--)); do
   name="${CP_COMPONENTS[$c]}"
   if pid="$(cp_pid "$name")"; then
+    # kube-scheduler 1.24 may not exit on SIGTERM: short grace for the stateless ones
+    case "$name" in kube-scheduler | kube-controller-manager) grace=3 ;; *) grace=15 ;; esac
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 75; i++)); do [ -d "/proc/$pid" ] || break; sleep 0.2; done
+    for ((i = 0; i < grace * 5; i++)); do [ -d "/proc/$pid" ] || break; sleep 0.2; done
     if [ -d "/proc/$pid" ]; then
-      cp_log "$name: still running after 15 s, killing pid $pid"
+      cp_log "$name: still running after $grace s, killing pid $pid"
       kill -KILL "$pid" 2>/dev/null || true
     fi
     cp_log "$name: stopped (pid $pid)"

@@ -10,5 +10,9 @@ if [ "${1:-}" = -v ]; then
   done
 fi
 [ -f "$P/admin.crt" ] || exit 1
-curl -fsS --max-time 3 --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" "$CP_SERVER/readyz"
-echo
+if out="$(curl -fsS --max-time 3 --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" "$CP_SERVER/readyz" 2>&1)"; then
+  echo "$out"
+else
+  echo "kube-apiserver $CP_SERVER/readyz: not ready ($out)"
+  exit 1
+fi
