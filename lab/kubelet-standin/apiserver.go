@@ -13,6 +13,7 @@
 //     really talks to, lastHeartbeatTime now), nodeInfo.containerRuntimeVersion
 //     "<runtimeName>://<version>", kubeletVersion, capacity/allocatable,
 //     addresses; renews its Lease in kube-node-lease;
+//   - mirror pods for its static pod manifests (staticPodPath);
 //   - for pods bound to it (spec.nodeName): marks them Running/Ready without
 //     running anything (containerIDs carry the runtime's name), and deletes
 //     pods with a deletionTimestamp with grace period 0 (finishing evictions
@@ -285,6 +286,9 @@ type apiAgent struct {
 	rt         *sharedRuntime
 	started    time.Time
 
+	staticPodPath string
+	nodeUID       string
+
 	client     *apiClient
 	kcStamp    string
 	registered bool
@@ -436,9 +440,18 @@ func (a *apiAgent) register(ctx context.Context) error {
 			},
 			"spec": spec,
 		}
-		if err := a.client.do(ctx, http.MethodPost, "/api/v1/nodes", "", obj, nil); err != nil && !isConflict(err) {
+		var created struct {
+			Metadata struct {
+				UID string `json:"uid"`
+			} `json:"metadata"`
+		}
+		if err := a.client.do(ctx, http.MethodPost, "/api/v1/nodes", "", obj, &created); err != nil {
+			if isConflict(err) {
+				return err // registered meanwhile: take the existing one next round
+			}
 			return fmt.Errorf("create node: %w", err)
 		}
+		a.nodeUID = created.Metadata.UID
 		infof("kubelet_node_status.go:73", "Successfully registered node", "node", a.nodeName)
 		return nil
 	}
@@ -447,6 +460,7 @@ func (a *apiAgent) register(ctx context.Context) error {
 	}
 	// existing node: add (never remove or change others') labels we own
 	md, _ := node["metadata"].(map[string]interface{})
+	a.nodeUID, _ = md["uid"].(string)
 	have, _ := md["labels"].(map[string]interface{})
 	missing := map[string]string{}
 	for k, v := range a.ownLabels() {
@@ -577,10 +591,11 @@ type podList struct {
 
 type pod struct {
 	Metadata struct {
-		Name              string  `json:"name"`
-		Namespace         string  `json:"namespace"`
-		UID               string  `json:"uid"`
-		DeletionTimestamp *string `json:"deletionTimestamp"`
+		Name              string            `json:"name"`
+		Namespace         string            `json:"namespace"`
+		UID               string            `json:"uid"`
+		DeletionTimestamp *string           `json:"deletionTimestamp"`
+		Annotations       map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
 		HostNetwork    bool `json:"hostNetwork"`
@@ -692,6 +707,9 @@ func (a *apiAgent) syncPods(ctx context.Context) error {
 		return err
 	}
 	ready, runtimeName, _, _ := a.rt.get()
+	if ready {
+		a.syncMirrorPods(ctx, pl.Items)
+	}
 	for i := range pl.Items {
 		p := &pl.Items[i]
 		base := "/api/v1/namespaces/" + p.Metadata.Namespace + "/pods/" + p.Metadata.Name
@@ -797,4 +815,86 @@ func parseTaints(s string) []map[string]string {
 		out = append(out, m)
 	}
 	return out
+}
+
+// ---------------------------------------------------------------- static pods
+
+// syncMirrorPods gives every static pod manifest (staticPodPath of the
+// KubeletConfiguration, /etc/kubernetes/manifests on kubeadm control-plane
+// nodes) a mirror pod "<name>-<node>" like the kubelet does, and deletes
+// mirror pods whose manifest is gone. existing: the pods bound to this node.
+func (a *apiAgent) syncMirrorPods(ctx context.Context, existing []pod) {
+	want := map[string]map[string]interface{}{} // namespace/name -> pod object
+	if a.staticPodPath != "" {
+		entries, _ := os.ReadDir(a.staticPodPath)
+		for _, e := range entries {
+			if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			raw, err := os.ReadFile(filepath.Join(a.staticPodPath, e.Name()))
+			if err != nil {
+				continue
+			}
+			var obj map[string]interface{}
+			if err := yaml.Unmarshal(raw, &obj); err != nil || obj["kind"] != "Pod" {
+				continue
+			}
+			md, _ := obj["metadata"].(map[string]interface{})
+			spec, _ := obj["spec"].(map[string]interface{})
+			if md == nil || spec == nil {
+				continue
+			}
+			name, _ := md["name"].(string)
+			ns, _ := md["namespace"].(string)
+			if name == "" {
+				continue
+			}
+			if ns == "" {
+				ns = "default"
+			}
+			hash := fakeID(string(raw))[:32]
+			ann, _ := md["annotations"].(map[string]interface{})
+			if ann == nil {
+				ann = map[string]interface{}{}
+			}
+			ann["kubernetes.io/config.source"] = "file"
+			ann["kubernetes.io/config.hash"] = hash
+			ann["kubernetes.io/config.mirror"] = hash
+			md["annotations"] = ann
+			md["name"] = name + "-" + a.nodeName
+			md["namespace"] = ns
+			if a.nodeUID != "" {
+				md["ownerReferences"] = []interface{}{map[string]interface{}{
+					"apiVersion": "v1", "kind": "Node", "name": a.nodeName, "uid": a.nodeUID, "controller": true}}
+			}
+			spec["nodeName"] = a.nodeName
+			obj["metadata"] = md
+			obj["spec"] = spec
+			want[ns+"/"+name+"-"+a.nodeName] = obj
+		}
+	}
+	have := map[string]bool{}
+	for _, p := range existing {
+		key := p.Metadata.Namespace + "/" + p.Metadata.Name
+		if p.Metadata.Annotations["kubernetes.io/config.mirror"] == "" {
+			continue
+		}
+		have[key] = true
+		if _, ok := want[key]; !ok && p.Metadata.DeletionTimestamp == nil {
+			_ = a.client.do(ctx, http.MethodDelete, "/api/v1/namespaces/"+p.Metadata.Namespace+"/pods/"+p.Metadata.Name, "",
+				map[string]interface{}{"gracePeriodSeconds": 0}, nil)
+			infof("mirror_client.go:1", "Deleted a mirror pod whose static pod is gone", "pod", key)
+		}
+	}
+	for key, obj := range want {
+		if have[key] {
+			continue
+		}
+		ns := obj["metadata"].(map[string]interface{})["namespace"].(string)
+		if err := a.client.do(ctx, http.MethodPost, "/api/v1/namespaces/"+ns+"/pods", "", obj, nil); err != nil && !isConflict(err) {
+			a.logOnce("Failed creating a mirror pod", fmt.Errorf("%s: %w", key, err))
+			continue
+		}
+		infof("kubelet.go:1", "Creating a mirror pod for static pod", "pod", key)
+	}
 }

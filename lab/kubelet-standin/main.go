@@ -691,7 +691,7 @@ func main() {
 	rt := &sharedRuntime{mode: mode, endpoint: st.Endpoint}
 	stopAPI := make(chan struct{})
 	if kc := fl["kubeconfig"]; kc != "" {
-		agent := &apiAgent{kubeconfig: kc, nodeName: nodeName, rt: rt, started: time.Now(),
+		agent := &apiAgent{kubeconfig: kc, nodeName: nodeName, rt: rt, started: time.Now(), staticPodPath: cfg.StaticPodPath,
 			nodeLabels: parseNodeLabels(fl["node-labels"]), taints: parseTaints(fl["register-with-taints"])}
 		go agent.run(stopAPI)
 	}
