@@ -59,8 +59,12 @@ GO
     cd "$w"
     export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
     "$go" mod download k8s.io/kubernetes >>"$out/build.log" 2>&1 || exit 1
+    rm -f "$out/build-time.txt.tree"
     /usr/bin/time -v -o "$out/build-time.txt" "$go" build -trimpath -tags providerless \
-      -ldflags "$ld" -o "$out/.tmp/" "${pkgs[@]}" >>"$out/build.log" 2>&1
+      -ldflags "$ld" -o "$out/.tmp/" "${pkgs[@]}" >>"$out/build.log" 2>&1 &
+    bpid=$!
+    cp_sample_tree_rss "$bpid" "$out/build-time.txt.tree" &
+    wait "$bpid"
   ) || { tail -30 "$out/build.log" >&2; die "building $bins $v failed (see $out/build.log)"; }
   for b in $bins; do mv "$out/.tmp/$b" "$out/$b"; done
   rmdir "$out/.tmp" 2>/dev/null || true
@@ -93,8 +97,12 @@ GOMOD
   (
     cd "$w"
     export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+    rm -f "$out/build-time.txt.tree"
     /usr/bin/time -v -o "$out/build-time.txt" "$go" build -trimpath -ldflags "-s -w" \
-      -o "$out/.etcd.tmp" go.etcd.io/etcd/server/v3 >>"$out/build.log" 2>&1
+      -o "$out/.etcd.tmp" go.etcd.io/etcd/server/v3 >>"$out/build.log" 2>&1 &
+    bpid=$!
+    cp_sample_tree_rss "$bpid" "$out/build-time.txt.tree" &
+    wait "$bpid"
   ) || { tail -30 "$out/build.log" >&2; die "building etcd $v failed (see $out/build.log)"; }
   mv "$out/.etcd.tmp" "$out/etcd"
   cp_log "built etcd $v: $(cp_time_summary "$out/build-time.txt")"

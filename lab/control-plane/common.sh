@@ -35,10 +35,26 @@ cp_find_go() {
   return 1
 }
 
-# "wall 123.4s, peak RSS 1234 MiB" from a /usr/bin/time -v file
+# "wall 3:48.34, cpu 308 s, peak RSS 1095 MiB (largest process), 1262 MiB (whole build)"
+# from a /usr/bin/time -v file (+ FILE.tree: peak summed RSS of the build's process tree)
 cp_time_summary() {
+  local tree=""
+  [ -s "$1.tree" ] && tree=", $(($(cat "$1.tree") / 1024)) MiB (whole build, 1 s samples)"
   awk -F': ' '/Elapsed \(wall clock\)/ { w = $2 } /Maximum resident set size/ { m = $2 }
-    END { printf "wall %s, peak RSS %d MiB (largest single process)", w, m / 1024 }' "$1" 2>/dev/null
+    /User time/ { u = $2 } /System time/ { s = $2 }
+    END { printf "wall %s, cpu %d s, peak RSS %d MiB (largest process)", w, u + s, m / 1024 }' "$1" 2>/dev/null
+  echo "$tree"
+}
+
+# cp_sample_tree_rss PID OUT: until PID exits, keep in OUT the peak summed RSS (KiB) of PID + descendants
+cp_sample_tree_rss() {
+  local root="$1" out="$2" max=0 s
+  while [ -d "/proc/$root" ]; do
+    s="$(ps -e -o pid=,ppid=,rss= | awk -v r="$root" '{ p[$1] = $2; m[$1] = $3 }
+      END { for (x in p) { y = x; while (y > 1) { if (y == r) { t += m[x]; break } y = p[y] } } print t + 0 }')"
+    if [ "$s" -gt "$max" ]; then max="$s"; echo "$max" >"$out"; fi
+    sleep 1
+  done
 }
 
 # pid of a control-plane component started by up.sh, if it still runs that binary.
