@@ -696,11 +696,16 @@ lab_control_plane_down() {
 }
 
 # Give a running node its kubelet kubeconfig (client cert system:node:NODE);
-# the stand-in picks it up without a restart.
+# the stand-in picks it up without a restart. A node still on the placeholder
+# kubeconfig (fresh disk) is a new machine: an old Node object of that name
+# (labels, cri-socket annotation of an earlier life) is deleted first.
 lab_write_node_kubeconfig() {
   local node="$1" root
   root="$(node_root "$node")"
   [ -d "$root/etc/kubernetes" ] || return 0
+  if ! grep -q client-certificate-data "$root/etc/kubernetes/kubelet.conf" 2>/dev/null; then
+    lab_forget_node_object "$node"
+  fi
   LAB_STATE_DIR="$LAB_STATE_DIR" bash "$LAB_DIR/control-plane/node-kubeconfig.sh" "$node" "$root/etc/kubernetes/kubelet.conf"
 }
 
