@@ -60,7 +60,7 @@ def test_example_stack_previews_with_no_network_and_stable_names(name, tmp_path)
     for node in nodes:
         assert f"{node}: not probed (probing disabled by SHIMLESS_PROBE=off)" in stdout
         assert any(urn.endswith(f"::shimless-{node}-switch") for urn in first)
-    per_node = [urn for urn in first if "command:" in urn]
+    per_node = [urn for urn in first if "$command:remote:Command::" in urn or "$command:local:Command::" in urn]
     assert len(per_node) == len(nodes) * 7  # preflight, prestage, drain, switch, verify, uncordon, cleanup
     second, _ = preview_urns(stack)
     assert first == second
