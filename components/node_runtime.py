@@ -142,7 +142,7 @@ class NodeRuntime(pulumi.ComponentResource):
         """A kubectl step run where Pulumi runs; the kubeconfig (a secret) goes on stdin."""
         self.steps[step] = local.Command(
             f"{name}-{step}",
-            create=command or f"bash {LOCAL_SCRIPTS}/{step}.sh",
+            create=command or f"bash {LOCAL_SCRIPTS}/cordon.sh {step}",
             stdin=stdin if stdin is not None else args.kubeconfig,
             environment={"NODE": args.plan.node.name, "SHIMLESS_TOKEN": args.plan.token, **environment},
             logging="stdoutAndStderr",
