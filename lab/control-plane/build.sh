@@ -57,10 +57,9 @@ GO
   mkdir -p "$out/.tmp"
   (
     cd "$w"
-    export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
-    "$go" mod download k8s.io/kubernetes >>"$out/build.log" 2>&1 || exit 1
+    GOFLAGS="-mod=mod -buildvcs=false" "$go" mod download k8s.io/kubernetes >>"$out/build.log" 2>&1 || exit 1
     rm -f "$out/build-time.txt.tree"
-    /usr/bin/time -v -o "$out/build-time.txt" "$go" build -trimpath -tags providerless \
+    GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 /usr/bin/time -v -o "$out/build-time.txt" "$go" build -trimpath -tags providerless \
       -ldflags "$ld" -o "$out/.tmp/" "${pkgs[@]}" >>"$out/build.log" 2>&1 &
     bpid=$!
     cp_sample_tree_rss "$bpid" "$out/build-time.txt.tree" &
@@ -96,9 +95,8 @@ require (
 GOMOD
   (
     cd "$w"
-    export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
     rm -f "$out/build-time.txt.tree"
-    /usr/bin/time -v -o "$out/build-time.txt" "$go" build -trimpath -ldflags "-s -w" \
+    GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 /usr/bin/time -v -o "$out/build-time.txt" "$go" build -trimpath -ldflags "-s -w" \
       -o "$out/.etcd.tmp" go.etcd.io/etcd/server/v3 >>"$out/build.log" 2>&1 &
     bpid=$!
     cp_sample_tree_rss "$bpid" "$out/build-time.txt.tree" &

@@ -19,6 +19,7 @@ CP_SCHED_PORT="${CP_SCHED_PORT:-20259}"
 CP_SERVICE_CIDR="${CP_SERVICE_CIDR:-10.96.0.0/16}"
 CP_CLUSTER_CIDR="${CP_CLUSTER_CIDR:-10.244.0.0/16}"
 CP_KUBECONFIG="${CP_KUBECONFIG:-$LAB_STATE_DIR/kubeconfig}"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 CP_SERVER="https://127.0.0.1:$CP_APISERVER_PORT"
 
 _cp_t0="${LAB_T0:-$(date +%s.%N)}"
@@ -71,4 +72,5 @@ cp_pid() {
   echo "$pid"
 }
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 CP_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)

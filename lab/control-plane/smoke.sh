@@ -43,7 +43,7 @@ spec:
 YAML
 k -n "$ns" rollout status deployment/pause --timeout=90s
 k -n "$ns" rollout status daemonset/node-agent --timeout=90s
-for i in $(seq 60); do
+for _ in $(seq 60); do
   [ "$(k -n "$ns" get pdb pause -o jsonpath='{.status.disruptionsAllowed}')" -ge 1 ] 2>/dev/null && break
   sleep 1
 done
