@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 import threading
 import time
 
@@ -23,7 +24,10 @@ FAULT_DROP_IN = "/etc/systemd/system/containerd.service.d/99-e2e-fault.conf"
 
 @pytest.fixture(scope="module")
 def lab_config():
+    # A plain lab stack (cluster.mode none), whatever an earlier module left.
+    subprocess.run(["bash", str(lab.ROOT / "lab" / "lab-up.sh")], check=True, stdout=subprocess.DEVNULL)
     config = lab.require_lab()
+    assert config["config"]["shimless:cluster"] == {"mode": "none"}
     lab.reset()
     return config
 
