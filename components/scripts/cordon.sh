@@ -41,11 +41,11 @@ uncordon() {
 }
 
 main() {
-  local kubeconfig
-  kubeconfig=$(mktemp)
-  trap 'rm -f "$kubeconfig"' EXIT
-  cat >"$kubeconfig"
-  export KUBECONFIG=$kubeconfig
+  # Global, not local: the EXIT trap runs after main has returned.
+  KUBECONFIG=$(mktemp)
+  export KUBECONFIG
+  trap 'rm -f "$KUBECONFIG"' EXIT
+  cat >"$KUBECONFIG"
   case "${1:-}" in
     drain) drain ;;
     uncordon) uncordon ;;
