@@ -105,7 +105,9 @@ class NodeRuntime(pulumi.ComponentResource):
                 f"{name}-node-patch",
                 metadata=k8s.meta.v1.ObjectMetaPatchArgs(
                     name=node.name,
-                    annotations={CRI_SOCKET_ANNOTATION: target.cri_endpoint},
+                    # kubeadm (or the kubelet) owns the cri-socket annotation under
+                    # server-side apply: take it over explicitly.
+                    annotations={CRI_SOCKET_ANNOTATION: target.cri_endpoint, "pulumi.com/patchForce": "true"},
                     labels={RUNTIME_LABEL: target.runtime},
                 ),
                 opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.switch],
