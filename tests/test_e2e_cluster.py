@@ -18,6 +18,10 @@ from tests import lab
 pytestmark = pytest.mark.e2e
 
 WORKLOAD = "shimless-e2e"
+NEVER_READY_DROP_IN = "/etc/systemd/system/kubelet.service.d/99-e2e-never-ready.conf"
+NEVER_READY = ("if grep -q container-runtime=remote /var/lib/kubelet/kubeadm-flags.env; "
+               "then sed -i s,127.0.0.1:26443,127.0.0.1:9, /etc/kubernetes/kubelet.conf; "
+               "else sed -i s,127.0.0.1:9,127.0.0.1:26443, /etc/kubernetes/kubelet.conf; fi")
 SOCKET_POD = {
     "apiVersion": "v1", "kind": "Pod",
     "metadata": {"name": "docker-socket-user", "namespace": WORKLOAD},
@@ -141,10 +145,11 @@ def test_docker_socket_workload_blocks_its_node(cluster_config, tmp_path):
 def test_node_never_ready_is_rolled_back_and_the_rollout_stops(cluster_config, tmp_path):
     from pulumi.automation import errors
     cluster_reset()
-    # lab-w1's kubelet will restart onto a kubeconfig that reaches no API server:
-    # locally fine, never Ready through the API.
-    lab.out("lab-w1", "sed -i 's|server: https://127.0.0.1:26443|server: https://127.0.0.1:9|' "
-                      "/etc/kubernetes/kubelet.conf")
+    # lab-w1's kubelet, once started on remote-runtime flags, gets a kubeconfig
+    # that reaches no API server (on its old flags it gets the real one back):
+    # locally fine, never Ready through the API on the new runtime.
+    lab.out("lab-w1", f"mkdir -p /etc/systemd/system/kubelet.service.d && printf '%s\\n' '[Service]' "
+                      f"\"ExecStartPre=/bin/sh -c '{NEVER_READY}'\" > {NEVER_READY_DROP_IN} && systemctl daemon-reload")
     stack = cluster_stack(cluster_config, tmp_path, canary=1, maxUnavailable=1, healthTimeoutSeconds=30)
     with pytest.raises(errors.CommandError) as info:
         stack.up(color="never")
@@ -157,5 +162,4 @@ def test_node_never_ready_is_rolled_back_and_the_rollout_stops(cluster_config, t
     # The earlier batch is migrated; the later one was never touched.
     assert node_json("lab-cp1")["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
     assert lab.ssh("lab-w2", "test -e /var/lib/shimless", check=False).returncode != 0
-    lab.out("lab-w1", "sed -i 's|server: https://127.0.0.1:9|server: https://127.0.0.1:26443|' "
-                      "/etc/kubernetes/kubelet.conf")
+    lab.out("lab-w1", f"rm {NEVER_READY_DROP_IN} && systemctl daemon-reload")
