@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.bundle import REMOTE_COMMAND, bundle  # noqa: E402
+from components.bundle import bundle  # noqa: E402
 from components.config import parse_settings, private_keys, read_stack_file  # noqa: E402
 from components.plan import plan_node  # noqa: E402
 from components.ssh import _known_host, probe_nodes, ssh_argv  # noqa: E402

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from components.config import (
@@ -14,13 +13,11 @@ from components.config import (
     schema_defaults,
 )
 from components.model import Settings
-from components.plan import Drift, plan_node
+from components.kube import KubectlError, kubectl_json
+from components.plan import Drift, api_drift, plan_node
 from components.ssh import MAX_PARALLEL_PROBES, probe_nodes
 
 STACKS_DIR = PROJECT_FILE.parent / "stacks"
-CRI_SOCKET_ANNOTATION = "kubeadm.alpha.kubernetes.io/cri-socket"
-RUNTIME_LABEL = "shimless.io/container-runtime"
-RUNTIME_PREFIX = {"containerd": "containerd://", "cri-o": "cri-o://"}
 
 
 def _stack_file(stack: str) -> Path:
@@ -85,32 +82,8 @@ def load_stack_config(stack: str) -> dict:
 
 def cluster_drift(settings: Settings, kubeconfig: str) -> dict[str, list[Drift]]:
     """Per node: the cri-socket annotation, the runtime label and the runtime the node reports."""
-    with tempfile.NamedTemporaryFile("w", prefix="shimless-kubeconfig-") as handle:
-        handle.write(kubeconfig)
-        handle.flush()
-        done = subprocess.run(["kubectl", "--kubeconfig", handle.name, "get", "nodes", "-o", "json",
-                               "--request-timeout=30s"], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"kubectl get nodes failed: {done.stderr.strip()}")
-    items = {item["metadata"]["name"]: item for item in json.loads(done.stdout).get("items", [])}
-    found: dict[str, list[Drift]] = {}
-    for node in settings.nodes:
-        target = node.target
-        item = items.get(node.name)
-        if item is None:
-            found[node.name] = [Drift("Node object", "present", "missing")]
-            continue
-        meta = item["metadata"]
-        checks = [
-            Drift(f"annotation {CRI_SOCKET_ANNOTATION}", target.cri_endpoint,
-                  (meta.get("annotations") or {}).get(CRI_SOCKET_ANNOTATION, "(none)")),
-            Drift(f"label {RUNTIME_LABEL}", target.runtime, (meta.get("labels") or {}).get(RUNTIME_LABEL, "(none)")),
-            Drift("containerRuntimeVersion", RUNTIME_PREFIX[target.runtime] + "...",
-                  item.get("status", {}).get("nodeInfo", {}).get("containerRuntimeVersion", "")),
-        ]
-        found[node.name] = [d for d in checks
-                            if not (d.found == d.expected or d.expected.endswith("...") and d.found.startswith(d.expected[:-3]))]
-    return found
+    items = {item["metadata"]["name"]: item for item in kubectl_json(kubeconfig, "get", "nodes").get("items", [])}
+    return {node.name: api_drift(items.get(node.name), node.target) for node in settings.nodes}
 
 
 def drift(args) -> int:
@@ -127,8 +100,8 @@ def drift(args) -> int:
     if kubeconfig:
         try:
             api = cluster_drift(settings, kubeconfig)
-        except RuntimeError as exc:
-            errors["(cluster)"] = str(exc)
+        except KubectlError as exc:
+            errors["(cluster)"] = f"kubectl get nodes: {exc}"
     report = {}
     for node in settings.nodes:
         result = results[node.name]

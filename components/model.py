@@ -14,6 +14,12 @@ ROLES = ("control-plane", "worker")
 DOCKER_POLICIES = ("keep", "purge")
 CLUSTER_MODES = ("kubeconfig", "none")
 
+# What shimless records on the Node object, and how the node reports its runtime.
+CRI_SOCKET_ANNOTATION = "kubeadm.alpha.kubernetes.io/cri-socket"
+RUNTIME_LABEL = "shimless.io/container-runtime"
+TOKEN_ANNOTATION = "shimless.io/token"
+RUNTIME_VERSION_PREFIX = {"containerd": "containerd://", "cri-o": "cri-o://"}
+
 CRI_ENDPOINTS = {
     "containerd": "unix:///run/containerd/containerd.sock",
     "cri-o": "unix:///var/run/crio/crio.sock",

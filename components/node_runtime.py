@@ -13,15 +13,14 @@ import pulumi_kubernetes as k8s
 from pulumi_command import local, remote
 
 from components.bundle import REMOTE_COMMAND, bundle
-from components.model import Settings
+from components.model import (
+    CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, TOKEN_ANNOTATION, Settings,
+)
 from components.plan import NodePlan
 
 # Relative to the project directory, where Pulumi runs local commands, so the
 # command text (an input) does not change with the checkout's location.
 LOCAL_SCRIPTS = "components/scripts"
-RUNTIME_LABEL = "shimless.io/container-runtime"
-CRI_SOCKET_ANNOTATION = "kubeadm.alpha.kubernetes.io/cri-socket"
-RUNTIME_VERSION_PREFIX = {"containerd": "containerd://", "cri-o": "cri-o://"}
 # How long the kubelet must stay up, without restarting, to count as up.
 SETTLE_SECONDS = 5
 
@@ -107,7 +106,10 @@ class NodeRuntime(pulumi.ComponentResource):
                     name=node.name,
                     # kubeadm (or the kubelet) owns the cri-socket annotation under
                     # server-side apply: take it over explicitly.
-                    annotations={CRI_SOCKET_ANNOTATION: target.cri_endpoint, "pulumi.com/patchForce": "true"},
+                    # The token re-applies the patch whenever the node is repaired,
+                    # e.g. after someone changed the annotation or the label.
+                    annotations={CRI_SOCKET_ANNOTATION: target.cri_endpoint, TOKEN_ANNOTATION: plan.token,
+                                 "pulumi.com/patchForce": "true"},
                     labels={RUNTIME_LABEL: target.runtime},
                 ),
                 opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.switch],

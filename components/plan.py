@@ -12,7 +12,9 @@ from typing import NamedTuple
 
 from components import daemon_json, kubelet_flags, render
 from components.facts import KUBEADM_FLAGS, KUBELET_CONFIG, NodeFacts
-from components.model import NodeSpec, RolloutPolicy, Settings
+from components.model import (
+    CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, NodeSpec, RolloutPolicy, RuntimeTarget, Settings,
+)
 
 class Drift(NamedTuple):
     """One fact on a node that differs from the desired state."""
@@ -80,7 +82,7 @@ class NodePlan:
 
 def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
               docker_socket_pods: tuple[str, ...] = (), allow_docker_socket_workloads: bool = False,
-              stamp: str = "") -> NodePlan:
+              api_drift: tuple[Drift, ...] = (), stamp: str = "") -> NodePlan:
     """Decide what the node needs.
 
     The plan's `token` is an input of every per-node command, so it decides
@@ -141,7 +143,7 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
         files[KUBELET_CONFIG] = kubelet_flags.rewrite_kubelet_config(
             config_text, cri_endpoint=target.cri_endpoint if in_config else None, settings=settings)
 
-    drift = tuple(_drift(facts, files, target.runtime))
+    drift = tuple(_drift(facts, files, target.runtime)) + tuple(api_drift)
     if before != target.runtime and before not in ("docker", "unknown"):
         warnings.append(f"the kubelet is on {before}; shimless moves it to {target.runtime}")
     if not drift:
@@ -185,6 +187,25 @@ def _drift(facts: NodeFacts, files: dict[str, str], runtime: str) -> list[Drift]
             found.append(Drift(f"{unit_name} active", active, unit.active))
     if facts.runtime != runtime:
         found.append(Drift("kubelet runtime", runtime, facts.runtime))
+    return found
+
+
+def api_drift(item: dict | None, target: RuntimeTarget) -> list[Drift]:
+    """What the Node object (from `kubectl get node -o json`) shows that differs
+    from the target: the cri-socket annotation, the runtime label, the runtime."""
+    if item is None:
+        return [Drift("Node object", "present", "missing")]
+    meta = item.get("metadata") or {}
+    runtime = ((item.get("status") or {}).get("nodeInfo") or {}).get("containerRuntimeVersion", "")
+    checks = [
+        (f"annotation {CRI_SOCKET_ANNOTATION}", target.cri_endpoint,
+         (meta.get("annotations") or {}).get(CRI_SOCKET_ANNOTATION, "(none)")),
+        (f"label {RUNTIME_LABEL}", target.runtime, (meta.get("labels") or {}).get(RUNTIME_LABEL, "(none)")),
+    ]
+    found = [Drift(fact, expected, seen) for fact, expected, seen in checks if seen != expected]
+    prefix = RUNTIME_VERSION_PREFIX[target.runtime]
+    if not runtime.startswith(prefix):
+        found.append(Drift("containerRuntimeVersion", prefix + "...", runtime or "(none)"))
     return found
 
 

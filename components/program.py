@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -20,7 +17,8 @@ from components.config import (
 from components.facts import NodeFacts
 from components.migration import RuntimeMigration, RuntimeMigrationArgs
 from components.model import NodeSpec, Settings
-from components.plan import NodePlan, docker_socket_pods, plan_node
+from components.kube import KubectlError, kubectl_json
+from components.plan import api_drift, docker_socket_pods, plan_node
 from components.ssh import ProbeResult, probe_nodes
 
 class PlanError(Exception):
@@ -54,23 +52,21 @@ def read_raw_config() -> dict:
     return raw
 
 
-def scan_docker_socket_pods(kubeconfig: str) -> dict[str, list[str]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise ConfigError([f"{NAMESPACE}:cluster.mode: kubeconfig needs kubectl on PATH where Pulumi runs"])
-    with tempfile.NamedTemporaryFile("w", prefix="shimless-kubeconfig-") as handle:
-        handle.write(kubeconfig)
-        handle.flush()
-        done = subprocess.run([kubectl, "--kubeconfig", handle.name, "get", "pods", "-A", "-o", "json",
-                               "--request-timeout=30s"], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        detail = (done.stderr.strip().splitlines() or ["kubectl failed"])[-1]
-        raise PlanError(f"cannot list pods with shimless:kubeconfig (needed for the Docker-socket scan): {detail}")
-    return docker_socket_pods(json.loads(done.stdout))
+def read_cluster(kubeconfig: str) -> tuple[dict[str, dict], dict[str, list[str]]]:
+    """The Node objects by name, and the pods reaching the Docker socket by node."""
+    try:
+        nodes = kubectl_json(kubeconfig, "get", "nodes")
+        pods = kubectl_json(kubeconfig, "get", "pods", "-A")
+    except KubectlError as exc:
+        raise PlanError(f"cannot read the cluster with shimless:kubeconfig: {exc}") from exc
+    return {item["metadata"]["name"]: item for item in nodes.get("items", [])}, docker_socket_pods(pods)
 
 
 def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResult],
-          kubeconfig: str | None, socket_pods: dict[str, list[str]], stamp: str = "") -> RuntimeMigration:
+          kubeconfig: str | None, socket_pods: dict[str, list[str]], stamp: str = "",
+          api_nodes: dict[str, dict] | None = None) -> RuntimeMigration:
+    """Plan every node and build the fleet. `api_nodes` (Node objects by name)
+    is None when the API was not read (cluster.mode none, or probing off)."""
     stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     refused = [r for r in results.values() if r.fatal]
     if refused:
@@ -83,6 +79,8 @@ def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResu
         plans.append(plan_node(node, facts, probe_error=result.error if result else "",
                                docker_socket_pods=tuple(socket_pods.get(node.name, ())),
                                allow_docker_socket_workloads=settings.rollout.allow_docker_socket_workloads,
+                               api_drift=tuple(api_drift(api_nodes.get(node.name), node.target))
+                               if api_nodes is not None else (),
                                stamp=stamp))
     unknown = [p for p in plans if p.action == "unknown"]
     if unknown and not pulumi.runtime.is_dry_run():
@@ -121,7 +119,8 @@ def run(prober: Prober = probe_nodes) -> RuntimeMigration:
         results = {node.name: ProbeResult(node.name, None, "probing disabled by SHIMLESS_PROBE=off")
                    for node in settings.nodes}
         socket_pods: dict[str, list[str]] = {}
+        api_nodes = None
     else:
         results = prober(list(settings.nodes), keys)
-        socket_pods = scan_docker_socket_pods(kubeconfig) if kubeconfig else {}
-    return build(settings, keys, results, kubeconfig, socket_pods)
+        api_nodes, socket_pods = read_cluster(kubeconfig) if kubeconfig else (None, {})
+    return build(settings, keys, results, kubeconfig, socket_pods, api_nodes=api_nodes)

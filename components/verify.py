@@ -8,7 +8,6 @@ the command's stdin is a secret)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,14 +16,16 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from components.kube import KubectlError, kubectl_json
 from components.model import Bastion, NodeSpec, RuntimeTarget
 from components.ssh import _known_host, ssh_argv
 
 
 def node_status(kubeconfig: str, name: str) -> dict:
-    done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "get", "node", name, "-o", "json",
-                           "--request-timeout=10s"], capture_output=True, text=True, check=False)
-    return json.loads(done.stdout) if done.returncode == 0 else {}
+    try:
+        return kubectl_json(kubeconfig, "get", "node", name, timeout=10)
+    except KubectlError:
+        return {}
 
 
 def verdict(node: dict, runtime_prefix: str, since: datetime) -> tuple[bool, str]:
@@ -67,19 +68,16 @@ def main() -> int:
     match = re.search(r"docker_stopped_ms=(\d+)", payload["switch_output"])
     since = datetime.fromtimestamp(int(match.group(1)) / 1000, timezone.utc) if match else \
         datetime.fromtimestamp(0, timezone.utc)
-    with tempfile.NamedTemporaryFile("w", prefix="shimless-kubeconfig-") as handle:
-        handle.write(payload["kubeconfig"])
-        handle.flush()
-        deadline = time.monotonic() + payload["health_timeout"]
-        seen = "no answer from the API"
-        while time.monotonic() < deadline:
-            node = node_status(handle.name, name)
-            if node:
-                ok, seen = verdict(node, payload["runtime_prefix"], since)
-                if ok:
-                    print(f"verified {seen}")
-                    return 0
-            time.sleep(2)
+    deadline = time.monotonic() + payload["health_timeout"]
+    seen = "no answer from the API"
+    while time.monotonic() < deadline:
+        node = node_status(payload["kubeconfig"], name)
+        if node:
+            ok, seen = verdict(node, payload["runtime_prefix"], since)
+            if ok:
+                print(f"verified {seen}")
+                return 0
+        time.sleep(2)
     print(f"shimless[{name}] step 'verify' failed after {payload['health_timeout']}s: {seen}", file=sys.stderr)
     if match:  # this run switched the node: undo it
         outcome = rollback(payload)

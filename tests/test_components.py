@@ -3,7 +3,6 @@ cluster.mode none, skipped nodes and secrets."""
 from __future__ import annotations
 
 import pulumi
-import pytest
 
 from components.config import parse_settings
 from components.ssh import ProbeResult

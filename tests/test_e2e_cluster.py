@@ -117,6 +117,16 @@ def test_up_cordons_drains_switches_annotates_verifies_and_uncordons(cluster_con
     assert lab.changes(stack.preview(color="never").change_summary) == {}
     code, report = drift_json()
     assert code == 0, report
+    # Drift through the API: someone relabels lab-w1. Detected, repaired by up, clean after.
+    kubectl("label", "node", "lab-w1", "--overwrite", "shimless.io/container-runtime=docker")
+    code, report = drift_json()
+    assert code == 2
+    assert [d["fact"] for d in report["nodes"]["lab-w1"]["drift"]] == ["label shimless.io/container-runtime"]
+    assert report["nodes"]["lab-cp1"]["status"] == report["nodes"]["lab-w2"]["status"] == "clean"
+    stack.up(color="never")
+    assert node_json("lab-w1")["metadata"]["labels"]["shimless.io/container-runtime"] == "containerd"
+    assert lab.changes(stack.preview(color="never").change_summary) == {}
+    assert drift_json()[0] == 0
 
 
 def drift_json() -> tuple[int, dict]:

@@ -140,3 +140,22 @@ def test_verify_needs_ready_fresh_heartbeat_and_the_target_runtime():
     assert not verdict(node(runtime="docker://20.10.24"), "containerd://", since)[0]
     assert not verdict(node(beat="2026-11-22T11:59:59Z"), "containerd://", since)[0]
     assert verdict({}, "containerd://", since) == (False, "Ready=? runtime=? heartbeat=?")
+
+
+def test_api_drift_names_annotation_label_and_runtime(node):
+    from components.plan import api_drift
+    good = {"metadata": {"annotations": {"kubeadm.alpha.kubernetes.io/cri-socket": "unix:///run/containerd/containerd.sock"},
+                         "labels": {"shimless.io/container-runtime": "containerd"}},
+            "status": {"nodeInfo": {"containerRuntimeVersion": "containerd://1.6.20"}}}
+    assert api_drift(good, node.target) == []
+    bad = {"metadata": {"annotations": {"kubeadm.alpha.kubernetes.io/cri-socket": "/var/run/dockershim.sock"}},
+           "status": {"nodeInfo": {"containerRuntimeVersion": "docker://20.10.24"}}}
+    assert [d.fact for d in api_drift(bad, node.target)] == [
+        "annotation kubeadm.alpha.kubernetes.io/cri-socket", "label shimless.io/container-runtime",
+        "containerRuntimeVersion"]
+    assert [d.fact for d in api_drift(None, node.target)] == ["Node object"]
+    # A migrated node whose label was changed is a repair, with a new token.
+    clean = migrated_facts(node)
+    relabelled = {**good, "metadata": {**good["metadata"], "labels": {"shimless.io/container-runtime": "docker"}}}
+    plan = plan_node(node, clean, api_drift=tuple(api_drift(relabelled, node.target)), stamp="x")
+    assert plan.action == "repair" and plan.token != plan_node(node, clean).token
