@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.bundle import bundle  # noqa: E402
+from components.bundle import bundle_line, bundle  # noqa: E402
 from components.config import parse_settings, private_keys, read_stack_file  # noqa: E402
 from components.plan import plan_node  # noqa: E402
 from components.ssh import _known_host, probe_nodes, ssh_argv  # noqa: E402
@@ -60,8 +60,7 @@ def switch_window(mode: str) -> float:
     else:
         naive = (ROOT / "bench" / "naive-switch.sh").read_text()
         text = bundle("switch.sh", variables, plan.files).replace(
-            "step switch.sh -\n", f"file naive-switch.sh {__import__('base64').b64encode(naive.encode()).decode()}\n"
-                                  "step naive-switch.sh -\n")
+            "step switch.sh -\n", bundle_line("file", "naive-switch.sh", naive) + "step naive-switch.sh -\n")
         output = run_on(node, key, text)
         stopped = int(re.search(r"naive docker_stopped_ms=(\d+)", output).group(1))
     kubelet_up = int(re.search(r"kubelet_up_ms=(\d+)", output).group(1))

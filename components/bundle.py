@@ -1,8 +1,11 @@
 """Stdin for node-side steps: the launcher script, then the step's files and
-variables, one base64 line each (see scripts/entry.sh). Pure."""
+variables, one gzip+base64 line each (see scripts/entry.sh). Pure.
+
+Compressed because every command's stdin is kept twice in the Pulumi state."""
 from __future__ import annotations
 
 import base64
+import gzip
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -14,15 +17,16 @@ def script(name: str) -> str:
     return (SCRIPTS / name).read_text()
 
 
-def _line(kind: str, name: str, content: str) -> str:
-    return f"{kind} {name} {base64.b64encode(content.encode()).decode()}\n"
+def bundle_line(kind: str, name: str, content: str) -> str:
+    packed = gzip.compress(content.encode(), compresslevel=9, mtime=0)  # mtime=0: same input, same bytes
+    return f"{kind} {name} {base64.b64encode(packed).decode()}\n"
 
 
 def bundle(step: str, variables: dict[str, object], files: dict[str, str] | None = None) -> str:
     """The launcher followed by a bundle that runs `step` with `variables`, the
     shared library, and `files` (node path -> content) under root/."""
-    lines = [_line("file", name, script(name)) for name in (step, "node-lib.sh")]
-    lines += [_line("file", f"var/{key}", str(value)) for key, value in sorted(variables.items())]
-    lines += [_line("file", f"root{path}", content) for path, content in sorted((files or {}).items())]
+    lines = [bundle_line("file", name, script(name)) for name in (step, "node-lib.sh")]
+    lines += [bundle_line("file", f"var/{key}", str(value)) for key, value in sorted(variables.items())]
+    lines += [bundle_line("file", f"root{path}", content) for path, content in sorted((files or {}).items())]
     lines.append(f"step {step} -\n")
     return script("entry.sh") + "".join(lines)

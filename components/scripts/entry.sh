@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Launcher sent first on stdin: unpacks the bundle that follows it (files and
-# variables, base64-encoded, one per line) into a private directory and runs
+# variables, gzip-compressed and base64-encoded, one per line) into a private directory and runs
 # the bundle's step script there. Nothing relies on sshd accepting env vars.
 set -euo pipefail
 
@@ -16,7 +16,7 @@ main() {
       file)
         case "$name" in /*|*..*) echo "shimless: refusing bundle path '$name'" >&2; exit 64 ;; esac
         mkdir -p "$(dirname "$dir/$name")"
-        printf '%s' "$data" | base64 -d >"$dir/$name"
+        printf '%s' "$data" | base64 -d | gzip -dc >"$dir/$name"
         ;;
       step) step=$name ;;
       '') ;;
