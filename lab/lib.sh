@@ -342,11 +342,17 @@ lab_ensure_bin_layer() {
   standin="$(lab_build_standin)"
   crictl="$(lab_build_crictl)"
   key="$(basename "$standin")_$(basename "${crictl:-nocrictl}")"
+  # LAB_CRIO=1: the layer also carries CRI-O (lab/crio/layer.sh), installed but not enabled
+  if lab_crio_wanted; then key="${key}_$(bash "$LAB_DIR/crio/layer.sh" --key)"; fi
   layer="$LAB_CACHE_DIR/layers/bin-$key"
   if [ ! -d "$layer" ]; then
+    rm -rf "$layer.tmp"
     mkdir -p "$layer.tmp/usr/bin"
     install -m 0755 "$standin" "$layer.tmp/usr/bin/kubelet"
     [ -n "$crictl" ] && install -m 0755 "$crictl" "$layer.tmp/usr/bin/crictl"
+    if lab_crio_wanted; then
+      bash "$LAB_DIR/crio/layer.sh" "$layer.tmp" >&2 || die "building the CRI-O layer failed (LAB_CRIO=1)"
+    fi
     mv "$layer.tmp" "$layer"
   fi
   echo "$layer"
@@ -684,6 +690,7 @@ lab_print_table() {
 # ------------------------------------------------------------------ lab control plane (lab/control-plane/)
 
 # LAB_CLUSTER=1: lab-up starts the control plane and the stack uses it.
+lab_crio_wanted() { [ "${LAB_CRIO:-0}" = 1 ]; }
 lab_cluster_wanted() { [ "${LAB_CLUSTER:-0}" = 1 ]; }
 
 # The control plane answers /readyz (whoever started it).

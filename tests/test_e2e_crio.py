@@ -1,0 +1,117 @@
+"""End to end on the lab with CRI-O as the target (issue 4, point 4).
+
+Debian bookworm has no cri-o package: `LAB_CRIO=1 bash lab/lab-up.sh` builds
+crio v1.27.1 from the Go module proxy (lab/crio/build.sh, cached) and gives the
+nodes crio + pinns, Debian's conmon and crun, a lab crio.conf (vfs storage) and
+a crio.service that is installed but not enabled: the nodes are still in the
+Docker era. The program then migrates them with `target: {runtime: cri-o,
+source: preinstalled}` through the real Pulumi engine (Automation API).
+
+At the end the module gives the other modules their plain lab back (lab-up and
+lab-reset without LAB_CRIO: nodes without any CRI-O)."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests import lab
+
+pytestmark = pytest.mark.e2e
+
+CRIO_SOCK = "unix:///var/run/crio/crio.sock"
+CRIO_DROP_IN = "/etc/crio/crio.conf.d/20-shimless.conf"
+CRIO_REGISTRIES = "/etc/containers/registries.conf.d/20-shimless.conf"
+MANAGED_FILES = (CRIO_DROP_IN, CRIO_REGISTRIES, "/etc/crictl.yaml",
+                 "/var/lib/kubelet/kubeadm-flags.env", "/var/lib/kubelet/config.yaml")
+
+
+def _lab(script: str, crio: bool) -> None:
+    env = dict(os.environ)
+    env.pop("LAB_CRIO", None)
+    env.pop("LAB_CLUSTER", None)
+    if crio:
+        env["LAB_CRIO"] = "1"
+    subprocess.run(["bash", str(lab.ROOT / "lab" / script)], check=True, stdout=subprocess.DEVNULL,
+                   env=env, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def crio_lab():
+    _lab("lab-up.sh", crio=True)
+    _lab("lab-reset.sh", crio=True)
+    config = lab.require_lab()
+    assert config["config"]["shimless:cluster"] == {"mode": "none"}
+    yield config
+    # the plain lab again for the other modules: no CRI-O in the nodes
+    _lab("lab-up.sh", crio=False)
+    _lab("lab-reset.sh", crio=False)
+
+
+@pytest.fixture(scope="module")
+def stack(crio_lab, tmp_path_factory):
+    config = copy.deepcopy(crio_lab)
+    config["config"]["shimless:target"] = {"runtime": "cri-o", "source": "preinstalled"}
+    work = lab.project_copy(tmp_path_factory.mktemp("crio"), config)
+    return lab.engine_stack(work, tmp_path_factory.mktemp("state"))
+
+
+def standin(node: str) -> dict:
+    return json.loads(lab.out(node, "cat /var/lib/kubelet/standin-status.json"))
+
+
+def test_nodes_start_in_the_docker_era_with_crio_installed_but_off(crio_lab):
+    for node in lab.NODES:
+        assert "1.27.1" in lab.out(node, "crio --version")
+        lab.out(node, "command -v conmon crun pinns")
+        assert lab.ssh(node, "systemctl is-enabled crio.service", check=False).stdout.strip() == "disabled"
+        assert lab.ssh(node, "systemctl is-active crio.service", check=False).stdout.strip() != "active"
+        status = standin(node)
+        assert status["mode"] == "dockershim" and status["runtimeName"] == "docker" and status["ready"] is True
+
+
+def test_up_migrates_every_node_to_crio(stack):
+    preview = stack.preview(color="never")
+    assert "switch from docker to cri-o" in preview.stdout
+    result = stack.up(color="never", on_output=print)
+    assert result.summary.result == "succeeded"
+    for node in lab.NODES:
+        info = json.loads(lab.out(node, f"crictl --runtime-endpoint {CRIO_SOCK} info"))
+        assert info["status"]["conditions"][0]["type"] == "RuntimeReady"
+        assert info["status"]["conditions"][0]["status"] is True
+        assert "cri-o" in lab.out(node, f"crictl --runtime-endpoint {CRIO_SOCK} version")
+        drop_in = lab.out(node, f"cat {CRIO_DROP_IN}")
+        assert 'cgroup_manager = "systemd"' in drop_in
+        assert 'pause_image = "registry.k8s.io/pause:3.6"' in drop_in
+        assert "mirror.lab.invalid" in lab.out(node, f"cat {CRIO_REGISTRIES}")
+        flags = lab.out(node, "cat /var/lib/kubelet/kubeadm-flags.env")
+        assert "--container-runtime=remote" in flags
+        assert f"--container-runtime-endpoint={CRIO_SOCK}" in flags
+        assert "--network-plugin" not in flags and "--pod-infra-container-image" not in flags
+        assert lab.out(node, "systemctl is-enabled crio.service") == "enabled"
+        assert lab.out(node, "systemctl is-active crio.service") == "active"
+        for unit in ("docker.service", "docker.socket"):
+            assert lab.ssh(node, f"systemctl is-enabled {unit}", check=False).stdout.strip() != "enabled"
+            assert lab.ssh(node, f"systemctl is-active {unit}", check=False).stdout.strip() != "active"
+        status = standin(node)
+        assert status["mode"] == "remote" and status["runtimeName"] == "cri-o" and status["ready"] is True
+        assert status["endpoint"] == CRIO_SOCK
+    nodes = stack.outputs()["nodes"].value
+    assert set(nodes) == set(lab.NODES)
+    assert all(n["runtimeBefore"] == "docker" and n["runtimeAfter"] == "cri-o" for n in nodes.values())
+    assert all(n["result"].startswith("switched runtime=cri-o") for n in nodes.values())
+
+
+def fingerprint(node: str) -> str:
+    return lab.out(node, "stat -c '%n %Y %s' " + " ".join(MANAGED_FILES) + " && sha256sum " + " ".join(MANAGED_FILES))
+
+
+def test_second_preview_and_up_change_nothing(stack):
+    before = {node: fingerprint(node) for node in lab.NODES}
+    assert lab.changes(stack.preview(color="never").change_summary) == {}
+    result = stack.up(color="never")
+    assert lab.changes(result.summary.resource_changes) == {}
+    assert {node: fingerprint(node) for node in lab.NODES} == before
