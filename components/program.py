@@ -16,10 +16,11 @@ from components.config import (
 )
 from components.facts import NodeFacts
 from components.migration import RuntimeMigration, RuntimeMigrationArgs
-from components.model import NodeSpec, Settings
 from components.kube import KubectlError, kubectl_json
+from components.model import NodeSpec, Settings
 from components.plan import api_drift, docker_socket_pods, plan_node
 from components.ssh import ProbeResult, probe_nodes
+
 
 class PlanError(Exception):
     """The program cannot plan safely; nothing has been changed on any node."""
@@ -71,7 +72,7 @@ def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResu
     refused = [r for r in results.values() if r.fatal]
     if refused:
         raise PlanError("SSH refused, nothing was changed on any node:\n" +
-                           "\n".join(f"  node {r.node}: {r.error}" for r in refused))
+                        "\n".join(f"  node {r.node}: {r.error}" for r in refused))
     plans = []
     for node in settings.nodes:
         result = results.get(node.name)
@@ -85,7 +86,7 @@ def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResu
     unknown = [p for p in plans if p.action == "unknown"]
     if unknown and not pulumi.runtime.is_dry_run():
         raise PlanError("cannot update, nothing was changed: nodes not probed: " +
-                           "; ".join(f"{p.node.name}: {p.reason}" for p in unknown))
+                        "; ".join(f"{p.node.name}: {p.reason}" for p in unknown))
     for plan in plans:
         message = f"{plan.node.name}: {plan.describe()}"
         for line in plan.drift if plan.action == "repair" else ():
