@@ -2,6 +2,7 @@
 Pulumi engine (Automation API) on a private copy of the project."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -33,6 +34,17 @@ def ssh(node: str, command: str, *, check: bool = True, timeout: int = 60) -> su
 
 def out(node: str, command: str) -> str:
     return ssh(node, command).stdout.strip()
+
+
+def standin(node: str) -> dict:
+    """What the lab kubelet stand-in on `node` reports (runtime, mode, ready)."""
+    return json.loads(out(node, "cat /var/lib/kubelet/standin-status.json"))
+
+
+def fingerprint(node: str, paths: tuple[str, ...]) -> str:
+    """Name, mtime, size and hash of each file: equal only if nothing rewrote them."""
+    listed = " ".join(paths)
+    return out(node, f"stat -c '%n %Y %s' {listed} && sha256sum {listed}")
 
 
 def reset(*nodes: str) -> None:

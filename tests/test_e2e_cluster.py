@@ -166,7 +166,7 @@ def test_node_never_ready_is_rolled_back_and_the_rollout_stops(cluster_config, t
     message = str(info.value)
     assert "shimless[lab-w1] step 'verify' failed after 30s" in message
     assert "node lab-w1: rolled back to its previous runtime" in message
-    status = json.loads(lab.out("lab-w1", "cat /var/lib/kubelet/standin-status.json"))
+    status = lab.standin("lab-w1")
     assert status["mode"] == "dockershim" and status["runtimeName"] == "docker"
     assert "--network-plugin=cni" in lab.out("lab-w1", "cat /var/lib/kubelet/kubeadm-flags.env")
     # The earlier batch is migrated; the later one was never touched.

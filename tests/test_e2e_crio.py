@@ -59,9 +59,6 @@ def stack(crio_lab, tmp_path_factory):
     return lab.engine_stack(work, tmp_path_factory.mktemp("state"))
 
 
-def standin(node: str) -> dict:
-    return json.loads(lab.out(node, "cat /var/lib/kubelet/standin-status.json"))
-
 
 def test_nodes_start_in_the_docker_era_with_crio_installed_but_off(crio_lab):
     for node in lab.NODES:
@@ -69,7 +66,7 @@ def test_nodes_start_in_the_docker_era_with_crio_installed_but_off(crio_lab):
         lab.out(node, "command -v conmon crun pinns")
         assert lab.ssh(node, "systemctl is-enabled crio.service", check=False).stdout.strip() == "disabled"
         assert lab.ssh(node, "systemctl is-active crio.service", check=False).stdout.strip() != "active"
-        status = standin(node)
+        status = lab.standin(node)
         assert status["mode"] == "dockershim" and status["runtimeName"] == "docker" and status["ready"] is True
 
 
@@ -96,7 +93,7 @@ def test_up_migrates_every_node_to_crio(stack):
         for unit in ("docker.service", "docker.socket"):
             assert lab.ssh(node, f"systemctl is-enabled {unit}", check=False).stdout.strip() != "enabled"
             assert lab.ssh(node, f"systemctl is-active {unit}", check=False).stdout.strip() != "active"
-        status = standin(node)
+        status = lab.standin(node)
         assert status["mode"] == "remote" and status["runtimeName"] == "cri-o" and status["ready"] is True
         assert status["endpoint"] == CRIO_SOCK
     nodes = stack.outputs()["nodes"].value
@@ -105,13 +102,10 @@ def test_up_migrates_every_node_to_crio(stack):
     assert all(n["result"].startswith("switched runtime=cri-o") for n in nodes.values())
 
 
-def fingerprint(node: str) -> str:
-    return lab.out(node, "stat -c '%n %Y %s' " + " ".join(MANAGED_FILES) + " && sha256sum " + " ".join(MANAGED_FILES))
-
 
 def test_second_preview_and_up_change_nothing(stack):
-    before = {node: fingerprint(node) for node in lab.NODES}
+    before = {node: lab.fingerprint(node, MANAGED_FILES) for node in lab.NODES}
     assert lab.changes(stack.preview(color="never").change_summary) == {}
     result = stack.up(color="never")
     assert lab.changes(result.summary.resource_changes) == {}
-    assert {node: fingerprint(node) for node in lab.NODES} == before
+    assert {node: lab.fingerprint(node, MANAGED_FILES) for node in lab.NODES} == before

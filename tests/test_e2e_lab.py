@@ -47,9 +47,6 @@ def untouched(node: str) -> bool:
     return lab.ssh(node, "test -e /var/lib/shimless", check=False).returncode != 0
 
 
-def standin(node: str) -> dict:
-    return json.loads(lab.out(node, "cat /var/lib/kubelet/standin-status.json"))
-
 
 def variant(lab_config, tmp_path, mutate, stack_name="lab"):
     config = copy.deepcopy(lab_config)
@@ -122,7 +119,7 @@ def test_up_migrates_every_node(stack):
             assert lab.ssh(node, f"systemctl is-active {unit}", check=False).stdout.strip() != "active"
         original = lab.out(node, "cat /var/lib/shimless/backup/original/var/lib/kubelet/kubeadm-flags.env")
         assert "--network-plugin=cni" in original
-        status = standin(node)
+        status = lab.standin(node)
         assert status["mode"] == "remote" and status["runtimeName"] == "containerd" and status["ready"] is True
     outputs = stack.outputs()
     nodes = outputs["nodes"].value
@@ -131,17 +128,14 @@ def test_up_migrates_every_node(stack):
     assert all(n["result"].startswith("switched runtime=containerd") for n in nodes.values())
 
 
-def fingerprint(node: str) -> str:
-    return lab.out(node, "stat -c '%n %Y %s' " + " ".join(MANAGED_FILES) + " && sha256sum " + " ".join(MANAGED_FILES))
-
 
 def test_second_preview_and_up_change_nothing(stack):
-    before = {node: fingerprint(node) for node in lab.NODES}
+    before = {node: lab.fingerprint(node, MANAGED_FILES) for node in lab.NODES}
     preview = stack.preview(color="never")
     assert lab.changes(preview.change_summary) == {}
     result = stack.up(color="never")
     assert lab.changes(result.summary.resource_changes) == {}
-    assert {node: fingerprint(node) for node in lab.NODES} == before
+    assert {node: lab.fingerprint(node, MANAGED_FILES) for node in lab.NODES} == before
 
 
 DRIFTS = {
@@ -195,7 +189,7 @@ def test_drift_is_detected_on_that_node_only_and_repaired(stack, kind):
     stack.up(color="never")
     assert lab.changes(stack.preview(color="never").change_summary) == {}
     assert drift_report()[0] == 0
-    assert standin("lab-w1")["runtimeName"] == "containerd"
+    assert lab.standin("lab-w1")["runtimeName"] == "containerd"
 
 
 def test_runtime_failure_rolls_back_that_node_and_stops_the_rollout(stack):
@@ -210,20 +204,20 @@ def test_runtime_failure_rolls_back_that_node_and_stops_the_rollout(stack):
     message = str(info.value)
     assert "lab-w1" in message and "step 'start-runtime' failed" in message and "ROLLED BACK" in message
     # lab-w1: fully old again.
-    status = standin("lab-w1")
+    status = lab.standin("lab-w1")
     assert status["mode"] == "dockershim" and status["runtimeName"] == "docker" and status["ready"] is True
     assert "--network-plugin=cni" in lab.out("lab-w1", "cat /var/lib/kubelet/kubeadm-flags.env")
     assert 'disabled_plugins = ["cri"]' in lab.out("lab-w1", "cat /etc/containerd/config.toml")
     assert lab.out("lab-w1", "systemctl is-enabled docker.service") == "enabled"
     assert lab.out("lab-w1", "systemctl is-active docker.service") == "active"
     # lab-cp1 (an earlier batch) is fully new; lab-w2 (a later batch) was never touched.
-    assert standin("lab-cp1")["runtimeName"] == "containerd"
-    assert untouched("lab-w2") and standin("lab-w2")["runtimeName"] == "docker"
+    assert lab.standin("lab-cp1")["runtimeName"] == "containerd"
+    assert untouched("lab-w2") and lab.standin("lab-w2")["runtimeName"] == "docker"
     # Fault removed: the same `up` resumes and completes.
     lab.out("lab-w1", f"rm {FAULT_DROP_IN} && systemctl daemon-reload")
     result = stack.up(color="never")
     assert result.summary.result == "succeeded"
-    assert all(standin(node)["runtimeName"] == "containerd" for node in lab.NODES)
+    assert all(lab.standin(node)["runtimeName"] == "containerd" for node in lab.NODES)
     assert lab.changes(stack.preview(color="never").change_summary) == {}
 
 
@@ -258,5 +252,5 @@ def test_ssh_drop_during_the_switch_converges_on_rerun(stack):
     # The switch finished on its own; a re-run converges and completes the rollout.
     result = stack.up(color="never")
     assert result.summary.result == "succeeded"
-    assert all(standin(node)["runtimeName"] == "containerd" for node in lab.NODES)
+    assert all(lab.standin(node)["runtimeName"] == "containerd" for node in lab.NODES)
     assert lab.changes(stack.preview(color="never").change_summary) == {}
