@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from components.bundle import bundle_line, bundle  # noqa: E402
 from components.config import parse_settings, private_keys, read_stack_file  # noqa: E402
 from components.plan import plan_node  # noqa: E402
-from components.ssh import _known_host, probe_nodes, ssh_argv  # noqa: E402
+from components.ssh import probe_nodes, run_over_ssh  # noqa: E402
 from tests import lab  # noqa: E402
 
 NODE = "lab-w2"
@@ -31,14 +30,7 @@ INSTALL = "DEBIAN_FRONTEND=noninteractive apt-get install --reinstall -y -q cont
 
 
 def run_on(node, key: str, text: str) -> str:
-    with tempfile.TemporaryDirectory() as tmp:
-        key_file = Path(tmp, "key")
-        key_file.touch(mode=0o600)
-        key_file.write_text(key)
-        known = Path(tmp, "known_hosts")
-        known.write_text(_known_host(node.host, node.port, node.host_key))
-        done = subprocess.run(ssh_argv(node, str(key_file), str(known)), input=text, capture_output=True,
-                              text=True, check=False)
+    done = run_over_ssh(node, key, text, timeout=600)
     if done.returncode != 0:
         raise SystemExit(f"{node.name}: step failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout

@@ -13,12 +13,11 @@ from dataclasses import replace
 from typing import Callable
 
 from components import cli_stack, kubelet_flags
+from components.facts import KUBEADM_FLAGS, KUBELET_CONFIG
 from components.daemon_json import DaemonJsonError, DaemonTranslation, translate_daemon_json
 from components.model import CGROUP_DRIVERS, RUNTIMES, RuntimeTarget
 from components.render import containerd_config_version, render_runtime_files
 
-KUBEADM_FLAGS_PATH = "/var/lib/kubelet/kubeadm-flags.env"
-KUBELET_CONFIG_PATH = "/var/lib/kubelet/config.yaml"
 REPORT_NAME = "translation-report.json"
 
 
@@ -199,7 +198,7 @@ def _render(args: argparse.Namespace) -> int:
         rewrite = kubelet_flags.rewrite_kubeadm_flags(
             flags_text, args.kubelet_version, target.cri_endpoint, endpoint_in_config=endpoint_in_config
         )
-        files[KUBEADM_FLAGS_PATH] = rewrite.text
+        files[KUBEADM_FLAGS] = rewrite.text
         flags_report = {
             "added": list(rewrite.added),
             "removed": list(rewrite.removed),
@@ -209,7 +208,7 @@ def _render(args: argparse.Namespace) -> int:
         problems.append(f"--kubelet-flags {args.kubelet_flags}: {err}")
     if config_text is not None:
         try:
-            files[KUBELET_CONFIG_PATH] = kubelet_flags.rewrite_kubelet_config(
+            files[KUBELET_CONFIG] = kubelet_flags.rewrite_kubelet_config(
                 config_text,
                 cri_endpoint=target.cri_endpoint if endpoint_in_config else None,
                 settings=kubelet_settings,

@@ -47,7 +47,9 @@ def ssh_argv(node: NodeSpec, key_file: str, known_hosts: str) -> list[str]:
     return ["ssh", *options, f"{node.user}@{node.host}", REMOTE_COMMAND]
 
 
-def probe_node(node: NodeSpec, private_key: str, *, timeout: int = PROBE_TIMEOUT_SECONDS) -> ProbeResult:
+def run_over_ssh(node: NodeSpec, private_key: str, stdin: str, *, timeout: int) -> subprocess.CompletedProcess:
+    """Run the remote launcher on `node` with `stdin`, checking the pinned host keys.
+    The key and known_hosts live in a private temp dir only for the call."""
     with tempfile.TemporaryDirectory(prefix="shimless-ssh-") as tmp:
         key_file = os.path.join(tmp, "key")
         with open(os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
@@ -59,11 +61,15 @@ def probe_node(node: NodeSpec, private_key: str, *, timeout: int = PROBE_TIMEOUT
         if node.bastion is not None and node.bastion.host_key:
             lines.append(_known_host(node.bastion.host, node.bastion.port, node.bastion.host_key))
         Path(known_hosts).write_text("".join(lines))
-        try:
-            done = subprocess.run(ssh_argv(node, key_file, known_hosts), input=script("probe.sh"),
-                                  capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            return ProbeResult(node.name, None, f"ssh {node.user}@{node.host}:{node.port} timed out after {timeout}s")
+        return subprocess.run(ssh_argv(node, key_file, known_hosts), input=stdin,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def probe_node(node: NodeSpec, private_key: str, *, timeout: int = PROBE_TIMEOUT_SECONDS) -> ProbeResult:
+    try:
+        done = run_over_ssh(node, private_key, script("probe.sh"), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return ProbeResult(node.name, None, f"ssh {node.user}@{node.host}:{node.port} timed out after {timeout}s")
     if done.returncode != 0:
         detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         fatal = False

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from components.kube import KubectlError, kubectl_json
 from components.model import Bastion, NodeSpec, RuntimeTarget
-from components.ssh import _known_host, ssh_argv
+from components.ssh import run_over_ssh
 
 
 def node_status(kubeconfig: str, name: str) -> dict:
@@ -43,17 +40,8 @@ def rollback(payload: dict) -> str:
     bastion = Bastion(**spec["bastion"]) if spec.get("bastion") else None
     node = NodeSpec(name=spec["name"], host=spec["host"], port=spec["port"], user=spec["user"], role="worker",
                     host_key=spec["host_key"], target=RuntimeTarget(), bastion=bastion)
-    with tempfile.TemporaryDirectory(prefix="shimless-verify-") as tmp:
-        key = Path(tmp, "key")
-        key.touch(mode=0o600)
-        key.write_text(payload["private_key"].rstrip("\n") + "\n")
-        known = Path(tmp, "known_hosts")
-        lines = [_known_host(node.host, node.port, node.host_key)] if node.host_key else []
-        if bastion and bastion.host_key:
-            lines.append(_known_host(bastion.host, bastion.port, bastion.host_key))
-        known.write_text("".join(lines))
-        done = subprocess.run(ssh_argv(node, str(key), str(known)), input=payload["rollback_bundle"],
-                              capture_output=True, text=True, timeout=payload["health_timeout"] + 120, check=False)
+    done = run_over_ssh(node, payload["private_key"], payload["rollback_bundle"],
+                        timeout=payload["health_timeout"] + 120)
     sys.stderr.write(done.stderr)
     return "rolled back to its previous runtime" if done.returncode == 0 else \
         f"ROLLBACK FAILED (exit {done.returncode}): restore it from /var/lib/shimless/backup/previous"
