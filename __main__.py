@@ -11,4 +11,4 @@ except (ConfigError, PlanError) as exc:
     raise pulumi.RunError(str(exc)) from None
 
 pulumi.export("fleet", migration.summary)
-pulumi.export("nodes", {name: node.report for name, node in migration.nodes.items()})
+pulumi.export("nodes", migration.reports)

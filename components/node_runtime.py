@@ -32,7 +32,7 @@ class NodeRuntimeArgs:
     private_key: pulumi.Input[str]  # secret
     kubeconfig: pulumi.Input[str] | None = None  # secret; None with cluster.mode none
     k8s_provider: k8s.Provider | None = None
-    after: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the previous batch
+    after: Sequence[pulumi.Input[pulumi.Resource]] = field(default_factory=tuple)  # the previous batch
 
 
 class NodeRuntime(pulumi.ComponentResource):
@@ -40,7 +40,7 @@ class NodeRuntime(pulumi.ComponentResource):
 
     done: pulumi.Resource  # the last step: the next batch waits for it
     switch: remote.Command
-    report: pulumi.Output[dict]  # plan summary and the switch's result, for the stack outputs
+    report: dict  # plan summary and the switch's result (an Output), for the stack outputs
 
     def __init__(self, name: str, args: NodeRuntimeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("shimless:index:NodeRuntime", name, None, opts)
@@ -138,7 +138,8 @@ class NodeRuntime(pulumi.ComponentResource):
         )
         # What the switch printed last, e.g. "switched runtime=containerd ... window_ms=8123".
         result = self.switch.stdout.apply(lambda out: (out.strip().splitlines() or [""])[-1])
-        self.report = pulumi.Output.from_input({**plan.summary(), "result": result})
+        # A plain dict, so that preview shows the plan and only the result is unknown.
+        self.report = {**plan.summary(), "result": result}
         self.register_outputs({"report": self.report})
 
     def _local_step(self, name: str, step: str, args: NodeRuntimeArgs, depends_on: list,

@@ -83,6 +83,18 @@ def test_batches_respect_max_unavailable_and_control_plane_is_serial(pulumi_mock
     assert waits_for("w6") == ["w4", "w5"] and waits_for("w7") == ["w4", "w5"]
 
 
+def test_a_batch_is_declared_only_after_the_previous_batch_is_done(pulumi_mocks):
+    settings = parse_settings(raw_config(workers=4, control_planes=1,
+                                         rollout={"canary": 1, "maxUnavailable": 3}))
+    run_program(lambda: build(settings))
+    order = [r.name for r in pulumi_mocks]
+    first_of_batch = min(order.index(f"shimless-{n}-preflight") for n in ("w2", "w3", "w4"))
+    # Every step of the canary (w1) and the control plane registered before any of the batch after.
+    for node in ("cp1", "w1"):
+        assert order.index(f"shimless-{node}-cleanup") < first_of_batch
+    assert order.index("shimless-w1") > order.index("shimless-cp1-cleanup")
+
+
 def test_cluster_mode_none_has_no_api_steps(pulumi_mocks):
     raw = raw_config(workers=2, control_planes=1, cluster={"mode": "none"})
     del raw["kubeconfig"]
@@ -119,8 +131,10 @@ def secret_flags(outputs: dict) -> dict:
 
 def test_secrets_stay_secret(pulumi_mocks):
     settings = parse_settings(raw_config(workers=1, control_planes=1))
-    steps = {}
-    run_program(lambda: steps.update(build(settings).nodes["w1"].steps))
+    built = {}
+    run_program(lambda: built.setdefault("migration", build(settings)))
+    # Nodes are declared batch by batch, so they are all there once the program ran.
+    steps = built["migration"].nodes["w1"].steps
     flags = secret_flags({
         "ssh connection": steps["switch"].connection,
         "drain kubeconfig": steps["drain"].stdin,

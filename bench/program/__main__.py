@@ -1,9 +1,18 @@
 """Benchmark program: shimless's real components for N synthetic nodes whose
 facts are those of a Docker-era kubeadm node (no SSH: preview needs no hosts)."""
+import os
 import sys
 from pathlib import Path
 
 import pulumi
+
+if os.environ.get("BENCH_PROFILE"):  # a cProfile of the whole program run, SDK included
+    import atexit
+    import cProfile
+
+    _profile = cProfile.Profile()
+    _profile.enable()
+    atexit.register(lambda: (_profile.disable(), _profile.dump_stats(os.environ["BENCH_PROFILE"])))
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -23,3 +32,4 @@ facts = docker_era_facts()
 migration = build(settings, {n.name: "bench-key" for n in settings.nodes},
                   {n.name: ProbeResult(n.name, facts) for n in settings.nodes}, None, {})
 pulumi.export("fleet", migration.summary)
+pulumi.export("nodes", migration.reports)
