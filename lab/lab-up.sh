@@ -7,9 +7,13 @@
 #   LAB_CLUSTER=1 (also start the lab control plane, lab/control-plane/up.sh, give
 #                 the nodes kubelet kubeconfigs and write shimless:cluster.mode:
 #                 kubeconfig + shimless:kubeconfigPath into the stack)
+#   LAB_KUBELET=real (with LAB_CLUSTER=1: the real kubelet 1.23.17, built by
+#                 lab/kubelet-real/build.sh, instead of the lab kubelet stand-in;
+#                 only nodes started from a fresh disk get it: LAB_FRESH=1 or lab-reset)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
+lab_check_kubelet_choice
 mkdir -p "$LAB_STATE_DIR"
 exec 9>"$LAB_STATE_DIR/.lock"
 flock -w 120 9 || die "another lab script holds $LAB_STATE_DIR/.lock"

@@ -31,6 +31,11 @@ LAB_MIRROR="${LAB_MIRROR:-http://deb.debian.org/debian}"
 LAB_KUBELET_VERSION="${LAB_KUBELET_VERSION:-1.23.17}"
 LAB_KUBELET_VERSION="v${LAB_KUBELET_VERSION#v}"
 LAB_CRICTL_VERSION="${LAB_CRICTL_VERSION:-v1.34.0}"
+# LAB_KUBELET=real (with LAB_CLUSTER=1): the real kubelet (lab/kubelet-real/)
+# instead of the lab kubelet stand-in.
+LAB_KUBELET="${LAB_KUBELET:-standin}"
+# the sandbox image of the Docker era's kubeadm flags and of the stack's target
+LAB_PAUSE_IMAGE="${LAB_PAUSE_IMAGE:-registry.k8s.io/pause:3.6}"
 LAB_PORT_BASE="${LAB_PORT_BASE:-22200}"
 LAB_BOOT_TIMEOUT="${LAB_BOOT_TIMEOUT:-180}"
 LAB_STOP_TIMEOUT="${LAB_STOP_TIMEOUT:-30}"
@@ -344,6 +349,8 @@ lab_ensure_bin_layer() {
   key="$(basename "$standin")_$(basename "${crictl:-nocrictl}")"
   # LAB_CRIO=1: the layer also carries CRI-O (lab/crio/layer.sh), installed but not enabled
   if lab_crio_wanted; then key="${key}_$(bash "$LAB_DIR/crio/layer.sh" --key)"; fi
+  # LAB_KUBELET=real: the real kubelet replaces the stand-in (lab/kubelet-real/layer.sh)
+  if lab_kubelet_real; then key="${key}_$(bash "$LAB_DIR/kubelet-real/layer.sh" --key)"; fi
   layer="$LAB_CACHE_DIR/layers/bin-$key"
   if [ ! -d "$layer" ]; then
     rm -rf "$layer.tmp"
@@ -352,6 +359,9 @@ lab_ensure_bin_layer() {
     [ -n "$crictl" ] && install -m 0755 "$crictl" "$layer.tmp/usr/bin/crictl"
     if lab_crio_wanted; then
       bash "$LAB_DIR/crio/layer.sh" "$layer.tmp" >&2 || die "building the CRI-O layer failed (LAB_CRIO=1)"
+    fi
+    if lab_kubelet_real; then
+      bash "$LAB_DIR/kubelet-real/layer.sh" "$layer.tmp" >&2 || die "building the real kubelet layer failed (LAB_KUBELET=real)"
     fi
     mv "$layer.tmp" "$layer"
   fi
@@ -414,9 +424,12 @@ lab_wipe_node_disk() {
 }
 
 _lab_static_pod() {
-  local name="$1" image="$2" cmd="$3"
+  local name="$1" image="$2" cmd="$3" pull=IfNotPresent
+  # The real kubelet runs them: no registry, so they run the lab's pause image
+  # (the control plane itself runs on the host) and never try to pull.
+  if [ "${4:-}" = real ]; then image="$LAB_PAUSE_IMAGE" cmd=/pause pull=Never; fi
   cat <<EOF
-# shimless lab: a kubeadm-style static pod manifest (the lab kubelet stand-in runs no pods).
+# shimless lab: a kubeadm-style static pod manifest.
 apiVersion: v1
 kind: Pod
 metadata:
@@ -430,7 +443,7 @@ spec:
   - command:
     - $cmd
     image: $image
-    imagePullPolicy: IfNotPresent
+    imagePullPolicy: $pull
     name: $name
     volumeMounts:
     - mountPath: /etc/kubernetes/pki
@@ -446,13 +459,58 @@ spec:
 EOF
 }
 
+# The real kubelet of a node (LAB_KUBELET=real): the nodes share the host's
+# network, so each listens on loopback only, on ports of its own (kubelet API
+# 24250 + n, healthz 24150 + n, n = ssh port - LAB_PORT_BASE), without the
+# read-only port. No swap check (the host decides), and hard eviction only when
+# the host disk or memory is really about to run out (the nodes share the host
+# disk; the default 10-15 % free could evict the lab's pods on a busy host).
+# No QoS cgroups (cgroupsPerQOS: false, so no node-allocatable enforcement
+# either): a node's cgroup2 tree has no controllers on this host (cgroup v1
+# hybrid), and a kubelet that finds kubepods.slice from an earlier start
+# writes its cpu.weight and fails ("Failed to start ContainerManager ...
+# kubepods-besteffort.slice/cpu.weight: no such file"), so every restart,
+# including shimless' switch, would fail. Pods then run in system.slice.
+# Written once, on a fresh disk: shimless edits this file when it migrates.
+lab_kubelet_real_config() {
+  local node="$1" cfg n
+  cfg="$(node_root "$node")/var/lib/kubelet/config.yaml"
+  grep -q '^# shimless lab: real kubelet' "$cfg" && return 0
+  n=$(($(lab_node_port "$node") - LAB_PORT_BASE))
+  sed -i "s/^healthzPort: .*/healthzPort: $(lab_kubelet_healthz_port "$node")/" "$cfg"
+  cat >>"$cfg" <<EOF
+# shimless lab: real kubelet on the shared host network (lab/lib.sh)
+address: 127.0.0.1
+port: $((24250 + n))
+readOnlyPort: 0
+failSwapOn: false
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+evictionHard:
+  imagefs.available: 1%
+  memory.available: 100Mi
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+EOF
+}
+
+lab_kubelet_healthz_port() { echo $((24150 + $(lab_node_port "$1") - LAB_PORT_BASE)); }
+
+# Which kubelet a node's disk was made with: real | standin.
+lab_node_kubelet() { cat "$(node_dir "$1")/kubelet" 2>/dev/null || echo standin; }
+
 # Per-node identity and access, written into the (mounted) root filesystem.
 lab_prepare_node() {
-  local node="$1" root port role
+  local node="$1" root port role kubelet="lab kubelet stand-in" kind=standin
   root="$(node_root "$node")"
   port="$(lab_node_port "$node")"
   role="$(lab_node_role "$node")"
   echo "$port" >"$(node_dir "$node")/port"
+  if basename "$(cat "$(node_dir "$node")/layer")" | tr _ '\n' | grep -q '^kubelet-v'; then
+    kind=real kubelet="kubelet"
+    lab_kubelet_real_config "$node"
+  fi
+  echo "$kind" >"$(node_dir "$node")/kubelet"
   echo "$node" >"$root/etc/hostname"
   printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$node" >"$root/etc/hosts"
   if [ ! -s "$root/etc/machine-id" ]; then
@@ -478,14 +536,14 @@ EOF
 NAME=$node
 ROLE=$role
 SSH_PORT=$port
-KUBELET=lab kubelet stand-in $LAB_KUBELET_VERSION
+KUBELET=$kubelet $LAB_KUBELET_VERSION
 EOF
   if [ "$role" = control-plane ] && [ ! -f "$root/etc/kubernetes/manifests/kube-apiserver.yaml" ]; then
     local k="$LAB_KUBELET_VERSION"
-    _lab_static_pod kube-apiserver "k8s.gcr.io/kube-apiserver:$k" kube-apiserver >"$root/etc/kubernetes/manifests/kube-apiserver.yaml"
-    _lab_static_pod kube-controller-manager "k8s.gcr.io/kube-controller-manager:$k" kube-controller-manager >"$root/etc/kubernetes/manifests/kube-controller-manager.yaml"
-    _lab_static_pod kube-scheduler "k8s.gcr.io/kube-scheduler:$k" kube-scheduler >"$root/etc/kubernetes/manifests/kube-scheduler.yaml"
-    _lab_static_pod etcd "k8s.gcr.io/etcd:3.5.6-0" etcd >"$root/etc/kubernetes/manifests/etcd.yaml"
+    _lab_static_pod kube-apiserver "k8s.gcr.io/kube-apiserver:$k" kube-apiserver "$kind" >"$root/etc/kubernetes/manifests/kube-apiserver.yaml"
+    _lab_static_pod kube-controller-manager "k8s.gcr.io/kube-controller-manager:$k" kube-controller-manager "$kind" >"$root/etc/kubernetes/manifests/kube-controller-manager.yaml"
+    _lab_static_pod kube-scheduler "k8s.gcr.io/kube-scheduler:$k" kube-scheduler "$kind" >"$root/etc/kubernetes/manifests/kube-scheduler.yaml"
+    _lab_static_pod etcd "k8s.gcr.io/etcd:3.5.6-0" etcd "$kind" >"$root/etc/kubernetes/manifests/etcd.yaml"
   fi
 }
 
@@ -631,7 +689,11 @@ lab_stop_node() {
   for cg in $(lab_cgroup_dirs "$node"); do _lab_rmdir_tree "$cg"; done
 }
 
-# Wait until sshd answers, docker + kubelet are active and the stand-in wrote its status.
+# Wait until sshd answers, docker + kubelet are active and the stand-in wrote
+# its status. A real kubelet only starts once the node has its kubeconfig
+# (lab_write_node_kubeconfig): for such a node, wait for the boot preparations
+# (shimless-lab-kernel-view, shimless-lab-images); the API says when the
+# kubelet is up (lab_wait_nodes_registered).
 lab_wait_node() {
   local node="$1" deadline=$((SECONDS + LAB_BOOT_TIMEOUT)) phase=ssh out
   while [ "$SECONDS" -lt "$deadline" ]; do
@@ -645,9 +707,14 @@ lab_wait_node() {
         fi
         ;;
       units)
+        if [ "$(lab_node_kubelet "$node")" = real ]; then
+          if lab_ssh "$node" systemctl is-active --quiet shimless-lab-kernel-view shimless-lab-images </dev/null 2>/dev/null; then
+            log "$node: booted (real kubelet: pause image loaded, kernel view ready)"
+            return 0
+          fi
         # The kubelet, on whichever runtime it is configured for (a node
         # migrated by shimless no longer runs Docker).
-        if lab_ssh "$node" systemctl is-active --quiet kubelet </dev/null 2>/dev/null; then
+        elif lab_ssh "$node" systemctl is-active --quiet kubelet </dev/null 2>/dev/null; then
           phase=status
           continue
         fi
@@ -662,12 +729,19 @@ lab_wait_node() {
     sleep 1
   done
   if [ "$phase" = units ] || [ "$phase" = status ]; then
-    lab_ssh "$node" 'systemctl is-active docker kubelet; journalctl -u kubelet -u docker --no-pager -n 20' </dev/null >&2 || true
+    lab_ssh "$node" 'systemctl is-active docker kubelet; journalctl -u kubelet -u docker -u shimless-lab-images -u shimless-lab-kernel-view --no-pager -n 20' </dev/null >&2 || true
   fi
   die "$node: not ready after ${LAB_BOOT_TIMEOUT}s (stuck at: $phase)"
 }
 
 lab_node_runtime() {
+  if [ "$(lab_node_kubelet "$1")" = real ]; then
+    local mode=dockershim
+    lab_ssh "$1" 'grep -q container-runtime=remote /var/lib/kubelet/kubeadm-flags.env' </dev/null 2>/dev/null && mode=remote
+    echo "$mode $("$LAB_DIR/kubectl" get node "$1" -o 'jsonpath={.status.nodeInfo.containerRuntimeVersion} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null |
+      awk '{ print ($1 == "" ? "?" : $1), ($2 == "True" ? "ready" : "NotReady") }')"
+    return
+  fi
   lab_ssh "$1" 'cat /var/lib/kubelet/standin-status.json' </dev/null 2>/dev/null |
     python3 -c 'import json,sys
 try:
@@ -692,6 +766,17 @@ lab_print_table() {
 # LAB_CLUSTER=1: lab-up starts the control plane and the stack uses it.
 lab_crio_wanted() { [ "${LAB_CRIO:-0}" = 1 ]; }
 lab_cluster_wanted() { [ "${LAB_CLUSTER:-0}" = 1 ]; }
+lab_kubelet_real() { [ "$LAB_KUBELET" = real ]; }
+
+# The real kubelet needs an API server (it does not start without its
+# kubeconfig) and a cluster CA; the stand-in runs without either.
+lab_check_kubelet_choice() {
+  case "$LAB_KUBELET" in
+    standin) ;;
+    real) lab_cluster_wanted || die "LAB_KUBELET=real needs LAB_CLUSTER=1 (the real kubelet needs the lab control plane)" ;;
+    *) die "LAB_KUBELET must be standin or real (got '$LAB_KUBELET')" ;;
+  esac
+}
 
 # The control plane answers /readyz (whoever started it).
 lab_control_plane_ready() { bash "$LAB_DIR/control-plane/status.sh" >/dev/null 2>&1; }
@@ -715,6 +800,10 @@ lab_write_node_kubeconfig() {
     lab_forget_node_object "$node"
   fi
   LAB_STATE_DIR="$LAB_STATE_DIR" bash "$LAB_DIR/control-plane/node-kubeconfig.sh" "$node" "$root/etc/kubernetes/kubelet.conf"
+  # the real kubelet checks client certificates of calls to its API against the cluster CA
+  if [ "$(lab_node_kubelet "$node")" = real ]; then
+    install -D -m 0644 "$LAB_STATE_DIR/control-plane/pki/ca.crt" "$root/etc/kubernetes/pki/ca.crt"
+  fi
 }
 
 # A reset node is a new machine: drop its old Node object (labels, annotations).
@@ -722,18 +811,32 @@ lab_forget_node_object() {
   "$LAB_DIR/kubectl" delete node "$1" --ignore-not-found --wait=false >/dev/null 2>&1 || true
 }
 
-# Wait until each node's Node object is Ready (heartbeat from the stand-in).
+# Wait until each node's Node object is Ready (heartbeat from the kubelet).
+# A real kubelet's Node then gets what kubeadm adds after registration (a
+# kubelet may not set node-role labels itself): the control-plane role label
+# and the cri-socket annotation, the latter only if absent (it is shimless'
+# to change).
 lab_wait_nodes_registered() {
-  local deadline=$((SECONDS + ${LAB_NODE_READY_TIMEOUT:-60})) node ok
+  local deadline=$((SECONDS + ${LAB_NODE_READY_TIMEOUT:-120})) node ok
   while [ "$SECONDS" -lt "$deadline" ]; do
     ok=1
     for node in "$@"; do
       [ "$("$LAB_DIR/kubectl" get node "$node" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ] || ok=0
     done
-    [ "$ok" = 1 ] && { log "Node objects Ready: $*"; return 0; }
+    if [ "$ok" = 1 ]; then
+      for node in "$@"; do
+        [ "$(lab_node_kubelet "$node")" = real ] || continue
+        if [ "$(lab_node_role "$node")" = control-plane ]; then
+          "$LAB_DIR/kubectl" label node "$node" --overwrite node-role.kubernetes.io/control-plane= >/dev/null
+        fi
+        "$LAB_DIR/kubectl" annotate node "$node" kubeadm.alpha.kubernetes.io/cri-socket=/var/run/dockershim.sock >/dev/null 2>&1 || true
+      done
+      log "Node objects Ready: $*"
+      return 0
+    fi
     sleep 1
   done
-  warn "not every Node object is Ready after ${LAB_NODE_READY_TIMEOUT:-60}s: $("$LAB_DIR/kubectl" get nodes --no-headers 2>&1 | tr '\n' ';')"
+  warn "not every Node object is Ready after ${LAB_NODE_READY_TIMEOUT:-120}s: $("$LAB_DIR/kubectl" get nodes --no-headers 2>&1 | tr '\n' ';')"
 }
 
 # ------------------------------------------------------------------ Pulumi stack config

@@ -1,8 +1,9 @@
 """End to end with a real control plane (etcd, kube-apiserver, controller
-manager, scheduler from lab/control-plane; nodes registered and heartbeating
-through the lab kubelet stand-in): cordon, PDB-honouring drain, annotation,
-Ready verification, uncordon, the Docker-socket scan and the API-level
-rollback, through the real Pulumi engine."""
+manager, scheduler from lab/control-plane) and real kubelets 1.23.17
+(lab/kubelet-real; LAB_KUBELET=standin runs the same tests on the lab kubelet
+stand-in): pods running on Docker, cordon, PDB-honouring drain, annotation,
+Ready verification, uncordon, pods running on containerd, the Docker-socket
+scan and the API-level rollback, through the real Pulumi engine."""
 from __future__ import annotations
 
 import json
@@ -22,11 +23,14 @@ NEVER_READY_DROP_IN = "/etc/systemd/system/kubelet.service.d/99-e2e-never-ready.
 NEVER_READY = ("if grep -q container-runtime=remote /var/lib/kubelet/kubeadm-flags.env; "
                "then sed -i s,127.0.0.1:26443,127.0.0.1:9, /etc/kubernetes/kubelet.conf; "
                "else sed -i s,127.0.0.1:9,127.0.0.1:26443, /etc/kubernetes/kubelet.conf; fi")
+# The kubelet the cluster e2e runs on the nodes: real unless asked otherwise.
+KUBELET = os.environ.get("LAB_KUBELET", "real")
+LAB_ENV = dict(os.environ, LAB_CLUSTER="1", LAB_KUBELET=KUBELET)
 SOCKET_POD = {
     "apiVersion": "v1", "kind": "Pod",
     "metadata": {"name": "docker-socket-user", "namespace": WORKLOAD},
-    "spec": {"nodeName": "lab-w2",
-             "containers": [{"name": "ci", "image": "registry.k8s.io/pause:3.6",
+    "spec": {"nodeName": "lab-w2", "hostNetwork": True,
+             "containers": [{"name": "ci", "image": "registry.k8s.io/pause:3.6", "imagePullPolicy": "Never",
                              "volumeMounts": [{"name": "run", "mountPath": "/host/run"}]}],
              "volumes": [{"name": "run", "hostPath": {"path": "/var/run"}}]},
 }
@@ -45,8 +49,7 @@ def node_json(name: str) -> dict:
 
 
 def cluster_reset() -> None:
-    env = dict(os.environ, LAB_CLUSTER="1")
-    subprocess.run(["bash", str(lab.ROOT / "lab" / "lab-reset.sh")], env=env, check=True,
+    subprocess.run(["bash", str(lab.ROOT / "lab" / "lab-reset.sh")], env=LAB_ENV, check=True,
                    stdout=subprocess.DEVNULL, timeout=900)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -75,16 +78,53 @@ def deploy_workload() -> None:
     raise AssertionError("the PDB never allowed a disruption")
 
 
+def running_pods(node: str, runtime: str) -> set[str]:
+    """namespace/pod of every pod container the node's `runtime` (docker |
+    containerd) really runs: Docker's k8s_* containers, or the CRI's."""
+    if runtime == "docker":
+        names = lab.out(node, "if systemctl is-active -q docker; then docker ps --filter name=^k8s_ "
+                              "--format '{{.Label \"io.kubernetes.pod.namespace\"}}/{{.Label \"io.kubernetes.pod.name\"}}'; fi")
+        return set(names.split())
+    listed = lab.ssh(node, "crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps -o json",
+                     check=False)
+    if listed.returncode != 0:
+        return set()
+    return {f"{c['labels']['io.kubernetes.pod.namespace']}/{c['labels']['io.kubernetes.pod.name']}"
+            for c in json.loads(listed.stdout)["containers"] if c["state"] == "CONTAINER_RUNNING"}
+
+
+def workload_on(runtime: str) -> dict[str, set[str]]:
+    """Per node, the e2e workload's pods its `runtime` runs."""
+    return {name: {p for p in running_pods(name, runtime) if p.startswith(f"{WORKLOAD}/")} for name in lab.NODES}
+
+
+def wait_workload_runs_on(runtime: str, timeout: float = 120) -> dict[str, set[str]]:
+    """Until every node runs a DaemonSet pod and the nodes together run the
+    Deployment's two replicas, on `runtime`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = workload_on(runtime)
+        agents = all(any(p.startswith(f"{WORKLOAD}/node-agent-") for p in on) for on in pods.values())
+        replicas = sum(1 for on in pods.values() for p in on if p.startswith(f"{WORKLOAD}/pause-"))
+        if agents and replicas == 2:
+            return pods
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the workload does not run on {runtime}: {pods}")
+        time.sleep(2)
+
+
 @pytest.fixture(scope="module")
 def cluster_config():
-    env = dict(os.environ, LAB_CLUSTER="1")
-    subprocess.run(["bash", str(lab.ROOT / "lab" / "lab-up.sh")], env=env, check=True,
+    subprocess.run(["bash", str(lab.ROOT / "lab" / "lab-up.sh")], env=LAB_ENV, check=True,
                    stdout=subprocess.DEVNULL, timeout=1800)
     config = lab.require_lab()
     assert config["config"]["shimless:cluster"] == {"mode": "kubeconfig"}, "lab-up did not start the cluster"
     yield config
-    # Give the other e2e module its plain lab stack back.
-    subprocess.run(["bash", str(lab.ROOT / "lab" / "lab-up.sh")], check=True, stdout=subprocess.DEVNULL)
+    # Give the other e2e modules their plain lab back: stand-in nodes, no cluster in the stack.
+    plain = {k: v for k, v in os.environ.items() if k not in ("LAB_CLUSTER", "LAB_KUBELET")}
+    for script in ("lab-reset.sh", "lab-up.sh"):
+        subprocess.run(["bash", str(lab.ROOT / "lab" / script)], env=plain, check=True,
+                       stdout=subprocess.DEVNULL, timeout=900)
 
 
 def cluster_stack(config: dict, tmp_path, **rollout):
@@ -97,6 +137,10 @@ def cluster_stack(config: dict, tmp_path, **rollout):
 def test_up_cordons_drains_switches_annotates_verifies_and_uncordons(cluster_config, tmp_path):
     cluster_reset()
     deploy_workload()
+    if KUBELET == "real":
+        # Real pods, really on Docker: dockershim's containers, nothing on a CRI.
+        wait_workload_runs_on("docker")
+        assert workload_on("containerd") == {name: set() for name in lab.NODES}
     stack = cluster_stack(cluster_config, tmp_path)
     log: list[str] = []
     result = stack.up(color="never", on_output=log.append)
@@ -114,6 +158,11 @@ def test_up_cordons_drains_switches_annotates_verifies_and_uncordons(cluster_con
         assert not node["spec"].get("unschedulable"), f"{name} left cordoned"
     assert kubectl("-n", WORKLOAD, "get", "deployment", "pause", "-o",
                    "jsonpath={.status.availableReplicas}").strip() == "2"
+    if KUBELET == "real":
+        # The same workload now runs on containerd's CRI, and Docker runs nothing.
+        wait_workload_runs_on("containerd")
+        for name in lab.NODES:
+            assert lab.ssh(name, "systemctl is-active -q docker", check=False).returncode != 0, name
     assert lab.changes(stack.preview(color="never").change_summary) == {}
     code, report = drift_json()
     assert code == 0, report
@@ -166,8 +215,18 @@ def test_node_never_ready_is_rolled_back_and_the_rollout_stops(cluster_config, t
     message = str(info.value)
     assert "shimless[lab-w1] step 'verify' failed after 30s" in message
     assert "node lab-w1: rolled back to its previous runtime" in message
-    status = lab.standin("lab-w1")
-    assert status["mode"] == "dockershim" and status["runtimeName"] == "docker"
+    # Back on Docker for real: Ready through the API, reporting docker://.
+    deadline = time.monotonic() + 120
+    while True:
+        node = node_json("lab-w1")
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+        if ready and node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("docker://"):
+            break
+        assert time.monotonic() < deadline, f"lab-w1 not Ready on Docker after the rollback: {node['status']}"
+        time.sleep(2)
+    if KUBELET == "standin":
+        status = lab.standin("lab-w1")
+        assert status["mode"] == "dockershim" and status["runtimeName"] == "docker"
     assert "--network-plugin=cni" in lab.out("lab-w1", "cat /var/lib/kubelet/kubeadm-flags.env")
     # The earlier batch is migrated; the later one was never touched.
     assert node_json("lab-cp1")["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")

@@ -22,23 +22,10 @@ cp_build_k8s() {
   for b in $bins; do [ -x "$out/$b" ] || ok=0; done
   if [ "$ok" = 1 ]; then echo "$out"; return 0; fi
   go="$(cp_find_go)" || die "no Go toolchain (/usr/local/go/bin/go) to build the control plane"
-  mkdir -p "$out"
-  w="$out/src"
-  rm -rf "$w"
-  mkdir -p "$w"
+  w="$(cp_fresh_src "$out")"
   staging="v0.${v#v1.}"
   cp_log "building $bins from k8s.io/kubernetes@$v (staging modules at $staging; $($go version | awk '{ print $3 }'); log: $out/build.log)"
-  curl -fsS "${CP_GOPROXY:-https://proxy.golang.org}/k8s.io/kubernetes/@v/$v.mod" -o "$w/kubernetes.mod" \
-    || die "k8s.io/kubernetes $v: go.mod not served by the module proxy"
-  # wrapper go.mod: kubernetes' own requires + pins; staging paths -> published versions
-  awk -v kv="$v" -v sv="$staging" '
-    /^module / { print "module shimless.lab/control-plane-build"; next }
-    /^replace \($/ { inrep = 1; print; next }
-    inrep && /^\)$/ { inrep = 0; print; next }
-    inrep && /=> \.\/staging\/src\// { sub(/=> \.\/staging\/src\/.*/, "=> " $1 " " sv); print; next }
-    { print }
-    END { print ""; print "require k8s.io/kubernetes " kv }
-  ' "$w/kubernetes.mod" >"$w/go.mod"
+  cp_k8s_wrapper_module "$w" "$v" shimless.lab/control-plane-build
   cat >"$w/tools.go" <<'GO'
 //go:build tools
 
@@ -46,14 +33,8 @@ package tools
 GO
   local -a pkgs=()
   for b in $bins; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-  local ldpkg ld date minor
-  date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  minor="${v#v1.}"; minor="${minor%%.*}"
-  ld="-s -w"
-  for ldpkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld="$ld -X $ldpkg.gitVersion=$v -X $ldpkg.gitMajor=1 -X $ldpkg.gitMinor=$minor"
-    ld="$ld -X $ldpkg.gitTreeState=clean -X $ldpkg.buildDate=$date -X $ldpkg.gitCommit=shimless-lab-from-module-proxy"
-  done
+  local ld
+  ld="$(cp_k8s_version_ldflags "$v")"
   mkdir -p "$out/.tmp"
   (
     cd "$w"
@@ -75,10 +56,7 @@ cp_build_etcd() {
   local v="$CP_ETCD_VERSION" out="$CP_CACHE_DIR/etcd-$CP_ETCD_VERSION" go w
   if [ -x "$out/etcd" ]; then echo "$out"; return 0; fi
   go="$(cp_find_go)" || die "no Go toolchain to build etcd"
-  mkdir -p "$out"
-  w="$out/src"
-  rm -rf "$w"
-  mkdir -p "$w"
+  w="$(cp_fresh_src "$out")"
   cp_log "building etcd from go.etcd.io/etcd/server/v3@$v (log: $out/build.log)"
   cat >"$w/go.mod" <<GOMOD
 module shimless.lab/etcd-build

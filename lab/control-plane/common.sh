@@ -58,6 +58,48 @@ cp_sample_tree_rss() {
   done
 }
 
+# cp_fresh_src OUT: OUT/src made empty, for a build's wrapper module; prints it.
+cp_fresh_src() {
+  mkdir -p "$1"
+  rm -rf "$1/src"
+  mkdir -p "$1/src"
+  echo "$1/src"
+}
+
+# cp_k8s_wrapper_module DIR VERSION NAME: DIR/go.mod of a module NAME that
+# requires k8s.io/kubernetes@VERSION. k8s.io/kubernetes replaces its staging
+# modules (k8s.io/api, client-go, ...) with ./staging paths, so it cannot be
+# built with `go install mod@version`: the wrapper takes its go.mod, keeps its
+# requires and pins and points each staging module at the published
+# v0.<minor>.<patch>.
+cp_k8s_wrapper_module() {
+  local w="$1" v="$2" name="$3" staging="v0.${2#v1.}"
+  curl -fsS "${CP_GOPROXY:-https://proxy.golang.org}/k8s.io/kubernetes/@v/$v.mod" -o "$w/kubernetes.mod" \
+    || die "k8s.io/kubernetes $v: go.mod not served by the module proxy"
+  awk -v kv="$v" -v sv="$staging" -v name="$name" '
+    /^module / { print "module " name; next }
+    /^replace \($/ { inrep = 1; print; next }
+    inrep && /^\)$/ { inrep = 0; print; next }
+    inrep && /=> \.\/staging\/src\// { sub(/=> \.\/staging\/src\/.*/, "=> " $1 " " sv); print; next }
+    { print }
+    END { print ""; print "require k8s.io/kubernetes " kv }
+  ' "$w/kubernetes.mod" >"$w/go.mod"
+}
+
+# cp_k8s_version_ldflags VERSION: -ldflags stamping VERSION where `--version`
+# and the API's /version read it (component-base and client-go).
+cp_k8s_version_ldflags() {
+  local v="$1" ldpkg ld date minor
+  date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  minor="${v#v1.}"; minor="${minor%%.*}"
+  ld="-s -w"
+  for ldpkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld="$ld -X $ldpkg.gitVersion=$v -X $ldpkg.gitMajor=1 -X $ldpkg.gitMinor=$minor"
+    ld="$ld -X $ldpkg.gitTreeState=clean -X $ldpkg.buildDate=$date -X $ldpkg.gitCommit=shimless-lab-from-module-proxy"
+  done
+  echo "$ld"
+}
+
 # pid of a control-plane component started by up.sh, if it still runs that binary.
 cp_pid() {
   local name="$1" pf pid exe

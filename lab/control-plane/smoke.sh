@@ -1,9 +1,12 @@
 #!/bin/bash
 # Smoke test of the lab cluster (control plane up, nodes registered):
 # a Deployment (2 x pause) + PodDisruptionBudget (minAvailable 1) + DaemonSet
-# in namespace shimless-smoke, pods Running (marked by the stand-ins), then
+# in namespace shimless-smoke, pods Running (run by real kubelets with
+# LAB_KUBELET=real, marked Running by the stand-ins otherwise), then
 # `kubectl drain NODE` (default lab-w1) honouring the PDB, and uncordon.
 # Leaves the workload in place (--cleanup deletes the namespace at the end).
+# The pods use the host network (the nodes share the host's; no pod network)
+# and the pause image every node has locally (no registry: never pulled).
 set -euo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 k() { "$LAB_DIR/kubectl" "$@"; }
@@ -21,7 +24,8 @@ spec:
   template:
     metadata: {labels: {app: pause}}
     spec:
-      containers: [{name: pause, image: registry.k8s.io/pause:3.6}]
+      hostNetwork: true
+      containers: [{name: pause, image: registry.k8s.io/pause:3.6, imagePullPolicy: Never}]
 ---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
@@ -39,7 +43,8 @@ spec:
     metadata: {labels: {app: node-agent}}
     spec:
       tolerations: [{operator: Exists}]
-      containers: [{name: agent, image: registry.k8s.io/pause:3.6}]
+      hostNetwork: true
+      containers: [{name: agent, image: registry.k8s.io/pause:3.6, imagePullPolicy: Never}]
 YAML
 k -n "$ns" rollout status deployment/pause --timeout=90s
 k -n "$ns" rollout status daemonset/node-agent --timeout=90s

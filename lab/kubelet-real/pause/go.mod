@@ -1,0 +1,3 @@
+module shimless.lab/pause
+
+go 1.22

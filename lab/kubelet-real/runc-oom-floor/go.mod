@@ -1,0 +1,3 @@
+module shimless.lab/runc-oom-floor
+
+go 1.22
