@@ -470,14 +470,20 @@ EOF
 # hybrid), and a kubelet that finds kubepods.slice from an earlier start
 # writes its cpu.weight and fails ("Failed to start ContainerManager ...
 # kubepods-besteffort.slice/cpu.weight: no such file"), so every restart,
-# including shimless' switch, would fail. Pods then run in system.slice.
+# including shimless' switch, would fail. Without QoS cgroups pods have no
+# cgroup parent, and containerd then gives them the cgroupfs-style path
+# /k8s.io/<id>, which runc's systemd driver refuses ("expected cgroupsPath to
+# be of format slice:prefix:name"): so these nodes use the cgroupfs driver
+# (kubelet and Docker, as kubeadm clusters did by default before 1.22), and
+# shimless carries it over to containerd (SystemdCgroup = false).
 # Written once, on a fresh disk: shimless edits this file when it migrates.
 lab_kubelet_real_config() {
   local node="$1" cfg n
   cfg="$(node_root "$node")/var/lib/kubelet/config.yaml"
   grep -q '^# shimless lab: real kubelet' "$cfg" && return 0
   n=$(($(lab_node_port "$node") - LAB_PORT_BASE))
-  sed -i "s/^healthzPort: .*/healthzPort: $(lab_kubelet_healthz_port "$node")/" "$cfg"
+  sed -i "s/^healthzPort: .*/healthzPort: $(lab_kubelet_healthz_port "$node")/; s/^cgroupDriver: systemd$/cgroupDriver: cgroupfs/" "$cfg"
+  sed -i 's/"native.cgroupdriver=systemd"/"native.cgroupdriver=cgroupfs"/' "$(node_root "$node")/etc/docker/daemon.json"
   cat >>"$cfg" <<EOF
 # shimless lab: real kubelet on the shared host network (lab/lib.sh)
 address: 127.0.0.1

@@ -2,7 +2,7 @@
 # lab/kubelet-real/layer.sh DIR: fill DIR (a lab lower layer, LAB_KUBELET=real)
 # with what the real kubelet needs in a node:
 #   usr/bin/kubelet             the real kubelet (build.sh: v1.23.17, dockershim included)
-#   usr/local/sbin/runc         runc-oom-floor/ (see there: no CAP_SYS_RESOURCE here)
+#   usr/local/sbin/runc         runc-wrapper/ (see there: no CAP_SYS_RESOURCE, no cgroup2 controllers)
 #   opt/cni/bin/                Debian's containernetworking-plugins (loopback is used)
 #   usr/share/shimless-lab/     pause.tar (pause-image.sh) and the names it carries
 #   files/                      loopback-only CNI config, the node-prep units and script
@@ -19,7 +19,7 @@ die() { log "ERROR: $*"; exit 1; }
 
 if [ "${1:-}" = --key ]; then
   { echo "$KUBELET_VERSION $LAB_PAUSE_IMAGES $LAB_CNI_DEB"
-    (cd "$here" && find layer.sh pause-image.sh pause runc-oom-floor files -type f -print0 |
+    (cd "$here" && find layer.sh pause-image.sh pause runc-wrapper files -type f -print0 |
       LC_ALL=C sort -z | xargs -0 sha256sum); } |
     sha256sum | cut -c1-12 | sed "s/^/kubelet-$KUBELET_VERSION-/"
   exit 0
@@ -30,8 +30,8 @@ kubelet="$(bash "$here/build.sh" | sed -n 's/^KUBELET_BIN=//p')"
 [ -x "$kubelet" ] || die "building the kubelet failed"
 mkdir -p "$dest/usr/bin" "$dest/usr/local/sbin" "$dest/opt/cni/bin" "$dest/usr/share/shimless-lab"
 install -m 0755 "$kubelet" "$dest/usr/bin/kubelet"
-(cd "$here/runc-oom-floor" && CGO_ENABLED=0 GOFLAGS=-mod=mod "$go" build -trimpath -ldflags "-s -w" \
-  -o "$dest/usr/local/sbin/runc" .) || die "building runc-oom-floor failed"
+(cd "$here/runc-wrapper" && CGO_ENABLED=0 GOFLAGS=-mod=mod "$go" build -trimpath -ldflags "-s -w" \
+  -o "$dest/usr/local/sbin/runc" .) || die "building runc-wrapper failed"
 log "pause image $(bash "$here/pause-image.sh" "$dest/usr/share/shimless-lab/pause.tar"): $LAB_PAUSE_IMAGES"
 echo "$LAB_PAUSE_IMAGES" >"$dest/usr/share/shimless-lab/pause.images"
 tmp="$(mktemp -d)"

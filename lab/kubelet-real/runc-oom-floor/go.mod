@@ -1,3 +1,0 @@
-module shimless.lab/runc-oom-floor
-
-go 1.22

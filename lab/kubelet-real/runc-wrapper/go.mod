@@ -1,0 +1,3 @@
+module shimless.lab/runc-wrapper
+
+go 1.22
