@@ -5,7 +5,7 @@
 # made from one cached base image (debootstrap, cached by a hash of its recipe
 # in lab/base/), each with its own sshd on 127.0.0.1:222NN, starting in the
 # Docker era (Docker on the system containerd, CRI disabled, the lab kubelet
-# stand-in in dockershim mode).
+# stand-in in dockershim mode, or the real kubelet 1.23 with LAB_KUBELET=real).
 #
 # Layout:
 #   $LAB_CACHE_DIR (~/.cache/shimless/lab)
