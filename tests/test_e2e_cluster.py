@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -26,6 +27,20 @@ NEVER_READY = ("if grep -q container-runtime=remote /var/lib/kubelet/kubeadm-fla
 # The kubelet the cluster e2e runs on the nodes: real unless asked otherwise.
 KUBELET = os.environ.get("LAB_KUBELET", "real")
 LAB_ENV = dict(os.environ, LAB_CLUSTER="1", LAB_KUBELET=KUBELET)
+STATIC_POD = "/etc/kubernetes/manifests/e2e-static.yaml"
+STATIC_POD_YAML = """apiVersion: v1
+kind: Pod
+metadata:
+  name: e2e-static
+  namespace: kube-system
+spec:
+  hostNetwork: true
+  containers:
+  - name: pause
+    image: registry.k8s.io/pause:3.6
+    command: ["/pause"]
+    imagePullPolicy: Never
+"""
 SOCKET_POD = {
     "apiVersion": "v1", "kind": "Pod",
     "metadata": {"name": "docker-socket-user", "namespace": WORKLOAD},
@@ -91,6 +106,12 @@ def running_pods(node: str, runtime: str) -> set[str]:
         return set()
     return {f"{c['labels']['io.kubernetes.pod.namespace']}/{c['labels']['io.kubernetes.pod.name']}"
             for c in json.loads(listed.stdout)["containers"] if c["state"] == "CONTAINER_RUNNING"}
+
+
+def running_tasks(node: str, namespace: str) -> list[str]:
+    """Containers containerd runs in `namespace`: `moby` (Docker's), `k8s.io` (the CRI's)."""
+    listed = lab.out(node, f"ctr -n {namespace} tasks ls")
+    return [line.split()[0] for line in listed.splitlines()[1:] if line.split()[2:3] == ["RUNNING"]]
 
 
 def workload_on(runtime: str) -> dict[str, set[str]]:
@@ -163,6 +184,8 @@ def test_up_cordons_drains_switches_annotates_verifies_and_uncordons(cluster_con
         wait_workload_runs_on("containerd")
         for name in lab.NODES:
             assert lab.ssh(name, "systemctl is-active -q docker", check=False).returncode != 0, name
+            # Docker's containers stopped with it, live-restore or not: no second copy of any pod.
+            assert running_tasks(name, "moby") == [], name
     assert lab.changes(stack.preview(color="never").change_summary) == {}
     code, report = drift_json()
     assert code == 0, report
@@ -207,6 +230,10 @@ def test_node_never_ready_is_rolled_back_and_the_rollout_stops(cluster_config, t
     # lab-w1's kubelet, once started on remote-runtime flags, gets a kubeconfig
     # that reaches no API server (on its old flags it gets the real one back):
     # locally fine, never Ready through the API on the new runtime.
+    if KUBELET == "real":
+        # A static pod: the kubelet runs it on containerd without the API, so
+        # the rollback has a pod to take back to Docker.
+        lab.out("lab-w1", f"cat > {STATIC_POD} <<'YAML'\n{STATIC_POD_YAML}YAML")
     lab.out("lab-w1", f"mkdir -p /etc/systemd/system/kubelet.service.d && printf '%s\\n' '[Service]' "
                       f"\"ExecStartPre=/bin/sh -c '{NEVER_READY}'\" > {NEVER_READY_DROP_IN} && systemctl daemon-reload")
     stack = cluster_stack(cluster_config, tmp_path, canary=1, maxUnavailable=1, healthTimeoutSeconds=30)
@@ -224,6 +251,15 @@ def test_node_never_ready_is_rolled_back_and_the_rollout_stops(cluster_config, t
             break
         assert time.monotonic() < deadline, f"lab-w1 not Ready on Docker after the rollback: {node['status']}"
         time.sleep(2)
+    if KUBELET == "real":
+        # What the kubelet started on containerd was stopped before Docker came back.
+        assert re.search(r"stopping \d+ pod sandboxes on unix:///run/containerd/containerd.sock", message), message
+        assert running_tasks("lab-w1", "k8s.io") == []
+        deadline = time.monotonic() + 60
+        while "kube-system/e2e-static-lab-w1" not in running_pods("lab-w1", "docker"):
+            assert time.monotonic() < deadline, "the static pod does not run on Docker after the rollback"
+            time.sleep(2)
+        lab.out("lab-w1", f"rm {STATIC_POD}")
     if KUBELET == "standin":
         status = lab.standin("lab-w1")
         assert status["mode"] == "dockershim" and status["runtimeName"] == "docker"

@@ -96,6 +96,22 @@ kubelet_settled() {
   unit_active kubelet && [ "$before" = "$after" ]
 }
 
+# stop_cri_pods ENDPOINT: stop every pod sandbox (and so its containers) the
+# runtime behind ENDPOINT runs. Before a rollback: what the kubelet started
+# there would otherwise run on beside the copies it starts again on Docker.
+stop_cri_pods() {
+  local endpoint=$1 pods
+  [ -n "$endpoint" ] || return 0
+  command -v crictl >/dev/null 2>&1 || { log "crictl not found: pods on $endpoint left as they are"; return 0; }
+  crictl --runtime-endpoint "$endpoint" --timeout 5s version >/dev/null 2>&1 || return 0
+  pods=$(crictl --runtime-endpoint "$endpoint" --timeout 10s pods -q 2>/dev/null) || return 0
+  [ -n "$pods" ] || return 0
+  log "stopping $(wc -w <<<"$pods") pod sandboxes on $endpoint"
+  # shellcheck disable=SC2086  # one argument per sandbox id
+  crictl --runtime-endpoint "$endpoint" --timeout 60s stopp $pods >/dev/null ||
+    log "could not stop every pod sandbox on $endpoint; see 'crictl pods'"
+}
+
 # restore_previous TIMEOUT: put back what the last switch backed up (files,
 # Docker's and the runtime's unit states), restart the kubelet on its old
 # flags and wait until it stays up. Forgets the recorded token, so the next
@@ -104,6 +120,7 @@ restore_previous() {
   local timeout=$1 path
   [ -f "$BACKUP_PREVIOUS/.units" ] || { log "no backup at $BACKUP_PREVIOUS: nothing to restore"; return 1; }
   systemctl stop kubelet
+  stop_cri_pods "$(var cri_endpoint)"
   while IFS= read -r path; do
     [ -n "$path" ] || continue
     rm -f "$path"

@@ -67,6 +67,32 @@ rollback() {
   exit 1
 }
 
+# Seconds a pod container gets to stop on SIGTERM, as the kubelet's default grace.
+CONTAINER_STOP_SECONDS=30
+
+# What is left on Docker after the drain (DaemonSet pods, static pods such as
+# the control plane's) must stop with it. Without live-restore stopping dockerd
+# stops them; with it they would run on, unmanaged, beside the copies the
+# kubelet starts on the new runtime (two apiservers on one port). So stop them
+# first, and kill any that are still running in containerd's `moby` namespace.
+stop_docker_containers() {
+  local ids
+  if unit_active docker.service && ids=$(docker ps -q 2>/dev/null) && [ -n "$ids" ]; then
+    log "stopping $(wc -w <<<"$ids") Docker containers (what the drain left: DaemonSet and static pods)"
+    # shellcheck disable=SC2086  # one argument per container id
+    docker stop -t "$CONTAINER_STOP_SECONDS" $ids >/dev/null
+  fi
+}
+
+kill_leftover_docker_tasks() {
+  command -v ctr >/dev/null && [ -S /run/containerd/containerd.sock ] || return 0
+  local task
+  for task in $(ctr -n moby tasks ls 2>/dev/null | awk '$3 == "RUNNING" {print $1}'); do
+    log "Docker container $task still running without dockerd: killing it"
+    ctr -n moby tasks kill -s SIGKILL "$task" || true
+  done
+}
+
 kubelet_on_runtime() {
   kubelet_settled && cri_answers "$endpoint"
 }
@@ -78,13 +104,16 @@ switch() {
 
   STEP=stop-kubelet
   systemctl stop kubelet
+  local docker_stopped; docker_stopped=$(now_ms)
+  STEP=stop-containers
+  stop_docker_containers
   STEP=stop-docker
   local unit
   for unit in "${DOCKER_UNITS[@]}"; do
     if unit_exists "$unit"; then systemctl disable --now "$unit"; fi
   done
-  local docker_stopped; docker_stopped=$(now_ms)
-  log "kubelet and Docker stopped"
+  kill_leftover_docker_tasks
+  log "kubelet, Docker and its containers stopped"
 
   STEP=write-config
   local path
