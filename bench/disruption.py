@@ -60,12 +60,16 @@ def switch_window(mode: str) -> float:
 
 
 def fleet(batch: int) -> tuple[float, dict]:
-    import copy
     import yaml
     lab.reset()
     config = yaml.safe_load(lab.LAB_STACK.read_text())
-    config = copy.deepcopy(config)
     config["config"]["shimless:rollout"] = {"canary": 0, "maxUnavailable": batch}
+    return timed_up(config)
+
+
+def timed_up(config: dict) -> tuple[float, dict]:
+    """`pulumi up` of the lab with this stack config: the whole run, and per
+    node (first to last engine event of its steps, the switch's window)."""
     with tempfile.TemporaryDirectory() as tmp:
         stack = lab.engine_stack(lab.project_copy(Path(tmp), config), Path(tmp) / "state")
         first: dict[str, float] = {}

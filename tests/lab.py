@@ -47,9 +47,17 @@ def fingerprint(node: str, paths: tuple[str, ...]) -> str:
     return out(node, f"stat -c '%n %Y %s' {listed} && sha256sum {listed}")
 
 
+def script(name: str, *args: str, env: dict | None = None) -> None:
+    """Run lab/NAME; on failure, raise with the end of what it printed."""
+    done = subprocess.run(["bash", str(ROOT / "lab" / name), *args], env=env, capture_output=True, text=True,
+                          timeout=1800, check=False)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-40:])
+        raise AssertionError(f"lab/{name} {' '.join(args)} failed ({done.returncode}):\n{tail}")
+
+
 def reset(*nodes: str) -> None:
-    subprocess.run(["bash", str(ROOT / "lab" / "lab-reset.sh"), *nodes], check=True,
-                   stdout=subprocess.DEVNULL, timeout=900)
+    script("lab-reset.sh", *nodes)
 
 
 def project_copy(tmp: Path, stack_config: dict | None = None, stack: str = "lab") -> Path:

@@ -64,8 +64,7 @@ def node_json(name: str) -> dict:
 
 
 def cluster_reset() -> None:
-    subprocess.run(["bash", str(lab.ROOT / "lab" / "lab-reset.sh")], env=LAB_ENV, check=True,
-                   stdout=subprocess.DEVNULL, timeout=900)
+    lab.script("lab-reset.sh", env=LAB_ENV)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         nodes = json.loads(kubectl("get", "nodes", "-o", "json"))["items"]
@@ -136,16 +135,14 @@ def wait_workload_runs_on(runtime: str, timeout: float = 120) -> dict[str, set[s
 
 @pytest.fixture(scope="module")
 def cluster_config():
-    subprocess.run(["bash", str(lab.ROOT / "lab" / "lab-up.sh")], env=LAB_ENV, check=True,
-                   stdout=subprocess.DEVNULL, timeout=1800)
+    lab.script("lab-up.sh", env=LAB_ENV)
     config = lab.require_lab()
     assert config["config"]["shimless:cluster"] == {"mode": "kubeconfig"}, "lab-up did not start the cluster"
     yield config
     # Give the other e2e modules their plain lab back: stand-in nodes, no cluster in the stack.
     plain = {k: v for k, v in os.environ.items() if k not in ("LAB_CLUSTER", "LAB_KUBELET")}
     for script in ("lab-reset.sh", "lab-up.sh"):
-        subprocess.run(["bash", str(lab.ROOT / "lab" / script)], env=plain, check=True,
-                       stdout=subprocess.DEVNULL, timeout=900)
+        lab.script(script, env=plain)
 
 
 def cluster_stack(config: dict, tmp_path, **rollout):

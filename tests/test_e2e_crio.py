@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
 
 import pytest
 
@@ -35,8 +34,7 @@ def _lab(script: str, crio: bool) -> None:
     env.pop("LAB_CLUSTER", None)
     if crio:
         env["LAB_CRIO"] = "1"
-    subprocess.run(["bash", str(lab.ROOT / "lab" / script)], check=True, stdout=subprocess.DEVNULL,
-                   env=env, timeout=1800)
+    lab.script(script, env=env)
 
 
 @pytest.fixture(scope="module")
