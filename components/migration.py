@@ -72,10 +72,11 @@ class RuntimeMigration(pulumi.ComponentResource):
         by_name = {plan.node.name: plan for plan in args.plans}
         batches: list[list[NodePlan]] = []
         for batch in plan_batches(settings.nodes, settings.rollout):
-            for node_name in batch:
-                if by_name[node_name].action == "blocked":
-                    pulumi.log.warn(f"node {node_name}: {by_name[node_name].describe()}")
-            runnable = [by_name[node_name] for node_name in batch if by_name[node_name].action != "blocked"]
+            plans = [by_name[node_name] for node_name in batch]
+            for plan in plans:
+                if plan.action == "blocked":
+                    pulumi.log.warn(f"node {plan.node.name}: {plan.describe()}")
+            runnable = [plan for plan in plans if plan.action != "blocked"]
             if runnable:
                 batches.append(runnable)
         self.nodes = {}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 import threading
 import time
 
@@ -25,7 +24,7 @@ FAULT_DROP_IN = "/etc/systemd/system/containerd.service.d/99-e2e-fault.conf"
 @pytest.fixture(scope="module")
 def lab_config():
     # A plain lab stack (cluster.mode none), whatever an earlier module left.
-    subprocess.run(["bash", str(lab.ROOT / "lab" / "lab-up.sh")], check=True, stdout=subprocess.DEVNULL)
+    lab.script("lab-up.sh")
     config = lab.require_lab()
     assert config["config"]["shimless:cluster"] == {"mode": "none"}
     lab.reset()

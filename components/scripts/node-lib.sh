@@ -103,7 +103,7 @@ stop_cri_pods() {
   local endpoint=$1 pods
   [ -n "$endpoint" ] || return 0
   command -v crictl >/dev/null 2>&1 || { log "crictl not found: pods on $endpoint left as they are"; return 0; }
-  crictl --runtime-endpoint "$endpoint" --timeout 5s version >/dev/null 2>&1 || return 0
+  cri_answers "$endpoint" || return 0
   pods=$(crictl --runtime-endpoint "$endpoint" --timeout 10s pods -q 2>/dev/null) || return 0
   [ -n "$pods" ] || return 0
   log "stopping $(wc -w <<<"$pods") pod sandboxes on $endpoint"
