@@ -23,6 +23,8 @@ from components.plan import NodePlan
 LOCAL_SCRIPTS = "components/scripts"
 # How long the kubelet must stay up, without restarting, to count as up.
 SETTLE_SECONDS = 5
+# Set on a Node while shimless has it cordoned (scripts/cordon.sh).
+CORDON_ANNOTATION = "shimless.io/cordoned"
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ class NodeRuntime(pulumi.ComponentResource):
             f"{name}-{step}",
             create=command or f"bash {LOCAL_SCRIPTS}/cordon.sh {step}",
             stdin=stdin if stdin is not None else args.kubeconfig,
-            environment={"NODE": args.plan.node.name, "SHIMLESS_TOKEN": args.plan.token, **environment},
+            environment={"NODE": args.plan.node.name, "SHIMLESS_TOKEN": args.plan.token,
+                         "CORDON_ANNOTATION": CORDON_ANNOTATION, **environment},
             logging="stdoutAndStderr",
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )

@@ -681,7 +681,8 @@ lab_stop_node() {
   fi
   # Anything of the node still alive (only after a hard kill): by pid, from its cgroup.
   for ((i = 0; i < 30; i++)); do
-    left="$(for p in $(_lab_node_pids "$node"); do _lab_proc_alive "$p" && echo "$p"; done)"
+    # `if`, not `&&`: a dead last pid must not make the substitution fail (set -e).
+    left="$(for p in $(_lab_node_pids "$node"); do if _lab_proc_alive "$p"; then echo "$p"; fi; done)"
     [ -z "$left" ] && break
     # shellcheck disable=SC2086
     kill -KILL $left 2>/dev/null || true

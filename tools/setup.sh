@@ -9,14 +9,18 @@
 #   .tools/pulumi-home/    PULUMI_HOME: plugin cache with command + kubernetes
 #   .tools/versions.txt    what was installed, at which version, from where
 #
-# Binaries come, in this order, from ~/.cache/shimless/<name>/<version>/, the
-# official installer (get.pulumi.com, when reachable within 5 s), or a build
-# from Go modules through the Go module proxy (minutes; cached by version).
+# Every binary comes, in this order, from ~/.cache/shimless/<name>/<version>/
+# (with .complete), the official installer (get.pulumi.com / `pulumi plugin
+# install`, when reachable within 5 s), or a build from source: the CLI from
+# the Go module proxy, the language host and both providers from the upstream
+# source archives in $SHIMLESS_UPSTREAM (extracted and built in the cache,
+# never in the work tree). A binary none of the three can provide stops setup
+# with a message that names it, its version and what was tried.
 #
 # Environment knobs:
 #   SHIMLESS_CACHE=DIR     binary cache (default ~/.cache/shimless)
-#   SHIMLESS_STRICT=1      exit non-zero when a binary could not be provided
-#                          (default: warn, and provide everything else)
+#   SHIMLESS_UPSTREAM=DIR  upstream source archives (default ../shared/upstream
+#                          beside the work tree)
 #   SHIMLESS_SKIP_PLUGINS=1  only the virtualenv (fast path for unit tests)
 set -euo pipefail
 
@@ -94,93 +98,49 @@ build_pulumi() {
   mark_cached pulumi "$v" "$w/out/pulumi"
 }
 
-# Python language host at the CLI's version: its own module (replaces pkg/v3
-# and sdk/v3 with local paths), built through a wrapper like the CLI.
+# upstream_archive NAME VERSION: the source archive of a binary in the
+# upstream directory (../shared/upstream beside the work tree, or
+# SHIMLESS_UPSTREAM), if there is one.
+upstream_archive() {
+  local f=$SHIMLESS_UPSTREAM/$1-$2-src.tar.gz
+  [[ -f $f ]] && printf '%s' "$f"
+}
+
+# build_upstream NAME VERSION CACHE-NAME FILE...: extract NAME-VERSION's
+# upstream archive into the build cache, run its build.sh, and cache FILEs
+# (relative to its output directory) as CACHE-NAME VERSION. The source is
+# built where it is extracted, never inside the work tree.
+build_upstream() {
+  local name=$1 v=$2 cache_name=$3 archive w f
+  shift 3
+  archive=$(upstream_archive "$name" "$v") || {
+    log "$name $v: no source archive $name-$v-src.tar.gz in $SHIMLESS_UPSTREAM"
+    return 1
+  }
+  w=$SHIMLESS_CACHE/build/$name-$v
+  rm -rf "$w"
+  mkdir -p "$w/out"
+  log "$name $v: step 1/2: extract $(basename "$archive") into $w"
+  tar -xzf "$archive" -C "$w" || return 1
+  run_step "$name $v: step 2/2: build.sh (upstream source, Go module proxy; minutes)" "$w/build.log" \
+    sh "$w/$name-$v-src/build.sh" "$w/out" || return 1
+  local files=()
+  for f in "$@"; do files+=("$w/out/$f"); done
+  mark_cached "$cache_name" "$v" "${files[@]}"
+}
+
 build_language_python() {
-  local v=$PULUMI_VERSION m=$PULUMI_LANGUAGE_PYTHON_MODULE@$PULUMI_LANGUAGE_PYTHON_PSEUDO
-  local w=$SHIMLESS_CACHE/build/pulumi-language-python-v$PULUMI_VERSION dir
-  log "pulumi-language-python $v: step 1/2: fetch $m"
-  dir=$(go_mod_dir "$m") || return 1
-  new_wrapper "$w" "$(go_directive "$dir/go.mod")" "$m" \
-    "github.com/pulumi/pulumi/pkg/v3@v$v" "github.com/pulumi/pulumi/sdk/v3@v$v"
-  (cd "$w" && copy_remote_replaces "$dir/go.mod")
-  go_build_in "$w" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
-    -o "$w/out/pulumi-language-python" "$PULUMI_LANGUAGE_PYTHON_MODULE"
-  run_step "pulumi-language-python $v: step 2/2: go build" "$w/build.log" "${GO_BUILD[@]}" || return 1
-  mark_cached pulumi-language-python "$v" "$w/out/pulumi-language-python"
-}
-
-# Fallback language host: sdk/v3 up to 3.79.0 carried it in-module.
-build_language_python_fallback() {
-  local v=$PULUMI_LANGUAGE_PYTHON_FALLBACK_SDK w=$SHIMLESS_CACHE/build/pulumi-language-python-v$PULUMI_LANGUAGE_PYTHON_FALLBACK_SDK dir
-  log "pulumi-language-python $v (fallback): step 1/2: fetch github.com/pulumi/pulumi/sdk/v3@v$v"
-  dir=$(go_mod_dir "github.com/pulumi/pulumi/sdk/v3@v$v") || return 1
-  new_wrapper "$w" "$(go_directive "$dir/go.mod")" "github.com/pulumi/pulumi/sdk/v3@v$v"
-  (cd "$w" && copy_remote_replaces "$dir/go.mod")
-  go_build_in "$w" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" \
-    -o "$w/out/pulumi-language-python" github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
-  run_step "pulumi-language-python $v (fallback): step 2/2: go build" "$w/build.log" "${GO_BUILD[@]}" || return 1
-  mark_cached pulumi-language-python "$v" "$w/out/pulumi-language-python"
-}
-
-# The two shim scripts ship in sdk/v3's python/ folder.
-fetch_python_shims() {
-  local v=$PULUMI_VERSION dir
-  log "python shims $v: fetch github.com/pulumi/pulumi/sdk/v3@v$v"
-  dir=$(go_mod_dir "github.com/pulumi/pulumi/sdk/v3@v$v") || return 1
-  mark_cached pulumi-language-python-exec "$v" \
-    "$dir/python/cmd/pulumi-language-python-exec" "$dir/python/dist/pulumi-resource-pulumi-python"
-}
-
-# build_provider NAME VERSION MODULE@MODVERSION PKG VERSIONVAR [DROP_REPLACE=VER...]
-# Providers are built as the main module from a writable copy of their module:
-# their cmd/ packages embed files written by a generate.go (schema-embed.json
-# and the like) that are not part of the module zip. Local replaces
-# (../sdk) are dropped; the module's required version of that module is used.
-build_provider() {
-  local name=$1 v=$2 modver=$3 pkg=$4 versionvar=$5
-  shift 5
-  local w=$SHIMLESS_CACHE/build/$name-$v dir drop
-  log "$name $v: step 1/3: fetch $modver"
-  dir=$(go_mod_dir "$modver") || return 1
-  rm -rf "$w/src"
-  mkdir -p "$w"
-  cp -r "$dir" "$w/src"
-  chmod -R u+w "$w/src"
-  for drop in "$@"; do
-    log "  $name: use ${drop%%=*}@${drop#*=} instead of its local replace"
-    (cd "$w/src" && "$SHIMLESS_GO" mod edit -dropreplace="${drop%%=*}" -require="${drop%%=*}@${drop#*=}")
-  done
-  if [[ -f $w/src/$pkg/generate.go ]]; then
-    # shellcheck disable=SC2016 # expanded by the inner bash
-    run_step "$name $v: step 2/3: go run ./generate.go (embedded schema)" "$w/generate.log" \
-      env VERSION="$v" bash -c 'cd "$1" && "$2" run ./generate.go' _ "$w/src/$pkg" "$SHIMLESS_GO" || return 1
-  else
-    log "$name $v: step 2/3: nothing to generate"
-  fi
-  go_build_in "$w/src" -ldflags "-s -w -X $versionvar=$v" -o "$w/out/$name" "./$pkg"
-  run_step "$name $v: step 3/3: go build (several minutes)" "$w/build.log" "${GO_BUILD[@]}" || return 1
-  mark_cached "$name" "$v" "$w/out/$name"
+  build_upstream pulumi-language-python "$PULUMI_VERSION" pulumi-language-python \
+    pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
 }
 
 build_command() {
-  local cand
-  for cand in "${COMMAND_MODULE_CANDIDATES[@]}"; do
-    if go_mod_available "$COMMAND_MODULE@$cand"; then
-      build_provider pulumi-resource-command "$COMMAND_VERSION" "$COMMAND_MODULE@$cand" \
-        cmd/pulumi-resource-command github.com/pulumi/pulumi-command/provider/pkg/version.Version
-      return
-    fi
-    log "pulumi-resource-command: $COMMAND_MODULE@$cand is not served by the Go module proxy"
-  done
-  return 1
+  build_upstream pulumi-resource-command "$COMMAND_VERSION" pulumi-resource-command pulumi-resource-command
 }
 
 build_kubernetes() {
-  build_provider pulumi-resource-kubernetes "$KUBERNETES_VERSION" \
-    "$KUBERNETES_MODULE@$KUBERNETES_MODULE_VERSION" cmd/pulumi-resource-kubernetes \
-    github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version \
-    "github.com/pulumi/pulumi-kubernetes/sdk/v4=$KUBERNETES_GO_SDK_VERSION"
+  build_upstream pulumi-resource-kubernetes "$KUBERNETES_VERSION" pulumi-resource-kubernetes \
+    pulumi-resource-kubernetes
 }
 
 # ---------------------------------------------------------------------------
@@ -194,8 +154,7 @@ official_pulumi() {
     bash -c 'curl -fsSL -m 60 https://get.pulumi.com/ | sh -s -- --version "$1" --install-root "$2" --no-edit-path' \
     _ "$v" "$tmp" || { rm -rf "$tmp"; return 1; }
   mark_cached pulumi "$v" "$tmp/bin/pulumi"
-  mark_cached pulumi-language-python "$v" "$tmp/bin/pulumi-language-python"
-  mark_cached pulumi-language-python-exec "$v" \
+  mark_cached pulumi-language-python "$v" "$tmp/bin/pulumi-language-python" \
     "$tmp/bin/pulumi-language-python-exec" "$tmp/bin/pulumi-resource-pulumi-python"
   rm -rf "$tmp"
 }
@@ -237,22 +196,6 @@ provide() {
   return 1
 }
 
-ensure_language_python() {
-  # The host at the CLI's own version; else the in-sdk fallback host.
-  if cached pulumi-language-python "$PULUMI_VERSION" ||
-    { official_installer_reachable && official_pulumi; } ||
-    build_language_python; then
-    MANIFEST+=("pulumi-language-python $PULUMI_VERSION")
-    LANGUAGE_PYTHON_VERSION=$PULUMI_VERSION
-    return 0
-  fi
-  warn "pulumi-language-python $PULUMI_VERSION is not available from the Go module proxy;" \
-    "using the language host of sdk/v3@v$PULUMI_LANGUAGE_PYTHON_FALLBACK_SDK (it ignores runtime.options.virtualenv:" \
-    "tools/env.sh puts .venv/bin first on PATH, which it uses instead)"
-  provide pulumi-language-python "$PULUMI_LANGUAGE_PYTHON_FALLBACK_SDK" build_language_python_fallback || return 1
-  LANGUAGE_PYTHON_VERSION=$PULUMI_LANGUAGE_PYTHON_FALLBACK_SDK
-}
-
 # place NAME VERSION: copy the cached files into .tools/bin (copies, not
 # symlinks: the language host looks for its -exec script beside its own
 # resolved path).
@@ -288,25 +231,6 @@ plugin_install() {
   cp "$dir/.complete" "$stamp"
 }
 
-# install_command_standin: when the real command plugin cannot be had, build
-# the project's command-provider stand-in (tools/command-standin: same
-# resource types and documented semantics, written for this project) and
-# install it as the command plugin the Python package asks for. Says so.
-install_command_standin() {
-  local bin stamp
-  warn "pulumi-resource-command $COMMAND_VERSION cannot be obtained here: using the command-provider stand-in (tools/command-standin)"
-  bin=$(bash "$SHIMLESS_ROOT/tools/command-standin/build.sh" | tail -n 1) || return 1
-  [[ -x $bin ]] || return 1
-  stamp=$PULUMI_HOME/plugins/.shimless-resource-command-v$COMMAND_VERSION
-  if [[ -x $PULUMI_HOME/plugins/resource-command-v$COMMAND_VERSION/pulumi-resource-command && -f $stamp ]] &&
-    [[ $(cat "$stamp") == "standin $bin" ]]; then
-    log "plugin resource command $COMMAND_VERSION: the stand-in is already in $PULUMI_HOME"
-    return 0
-  fi
-  "$SHIMLESS_BIN/pulumi" plugin install resource command "$COMMAND_VERSION" --file "$bin" --reinstall >&2
-  echo "standin $bin" >"$stamp"
-}
-
 main() {
   mkdir -p "$SHIMLESS_CACHE/logs" "$SHIMLESS_BIN" "$PULUMI_HOME"
   exec 9>"$SHIMLESS_TOOLS/.setup.lock"
@@ -319,36 +243,15 @@ main() {
   fi
   go_env
 
-  if provide pulumi "$PULUMI_VERSION" official_pulumi build_pulumi; then
-    place pulumi "$PULUMI_VERSION"
-  else
-    MISSING+=("pulumi $PULUMI_VERSION")
-  fi
-  if provide pulumi-language-python-exec "$PULUMI_VERSION" fetch_python_shims; then
-    place pulumi-language-python-exec "$PULUMI_VERSION"
-  else
-    MISSING+=("pulumi-language-python-exec $PULUMI_VERSION")
-  fi
-  LANGUAGE_PYTHON_VERSION=
-  if ensure_language_python; then
-    place pulumi-language-python "$LANGUAGE_PYTHON_VERSION"
-  else
-    MISSING+=("pulumi-language-python $PULUMI_VERSION")
-  fi
-
-  if provide pulumi-resource-command "$COMMAND_VERSION" official_command build_command; then
-    place pulumi-resource-command "$COMMAND_VERSION"
-    [[ -x $SHIMLESS_BIN/pulumi ]] && plugin_install command "$COMMAND_VERSION"
-  elif [[ -x $SHIMLESS_BIN/pulumi ]] && install_command_standin; then
-    MANIFEST+=("pulumi-resource-command $COMMAND_VERSION command-provider-stand-in")
-  else
-    MISSING+=("pulumi-resource-command $COMMAND_VERSION")
-  fi
-  if provide pulumi-resource-kubernetes "$KUBERNETES_VERSION" official_kubernetes build_kubernetes; then
-    place pulumi-resource-kubernetes "$KUBERNETES_VERSION"
-    [[ -x $SHIMLESS_BIN/pulumi ]] && plugin_install kubernetes "$KUBERNETES_VERSION"
-  else
-    MISSING+=("pulumi-resource-kubernetes $KUBERNETES_VERSION")
+  # Every binary: the cache, the official installer, a build from source
+  # (the CLI from the Go module proxy, the rest from the upstream archives).
+  supply pulumi "$PULUMI_VERSION" official_pulumi build_pulumi
+  supply pulumi-language-python "$PULUMI_VERSION" official_pulumi build_language_python
+  supply pulumi-resource-command "$COMMAND_VERSION" official_command build_command
+  supply pulumi-resource-kubernetes "$KUBERNETES_VERSION" official_kubernetes build_kubernetes
+  if [[ -x $SHIMLESS_BIN/pulumi ]]; then
+    cached pulumi-resource-command "$COMMAND_VERSION" && plugin_install command "$COMMAND_VERSION"
+    cached pulumi-resource-kubernetes "$KUBERNETES_VERSION" && plugin_install kubernetes "$KUBERNETES_VERSION"
   fi
 
   {
@@ -357,10 +260,23 @@ main() {
   } >"$SHIMLESS_TOOLS/versions.txt"
 
   if ((${#MISSING[@]})); then
-    warn "could not provide: ${MISSING[*]} (see the logs above and tools/README.md)"
-    [[ ${SHIMLESS_STRICT:-} == 1 ]] && exit 1
+    local m
+    for m in "${MISSING[@]}"; do
+      log "ERROR: cannot provide $m: not in $SHIMLESS_CACHE, the official installer (get.pulumi.com) did not answer, and no build from source succeeded (upstream archives: $SHIMLESS_UPSTREAM; see the logs above)"
+    done
+    exit 1
   fi
   log "setup complete: source tools/env.sh to use .tools/bin and .venv"
+}
+
+# supply NAME VERSION SOURCE...: provide NAME from the first source that works
+# and place it in .tools/bin; remember it as missing otherwise.
+supply() {
+  if provide "$@"; then
+    place "$1" "$2"
+  else
+    MISSING+=("$1 $2")
+  fi
 }
 
 official_command() { official_plugin command "$COMMAND_VERSION"; }

@@ -3,8 +3,30 @@
 #   cordon.sh drain     cordon and drain the node through the API, with
 #                       retries, honouring PodDisruptionBudgets (eviction);
 #                       prints "was_unschedulable=true|false|unchanged"
-#   cordon.sh uncordon  uncordon it, only if it was schedulable before
+#   cordon.sh uncordon  uncordon it if shimless cordoned it
+#
+# Which nodes shimless cordoned is kept on the Node itself, in the annotation
+# $CORDON_ANNOTATION: set before the cordon, removed after the uncordon. It
+# survives an interrupted run (killed operator, power cut), so a re-run
+# uncordons exactly the nodes shimless cordoned, never one an operator had
+# cordoned before.
 set -euo pipefail
+
+# The kubeconfig stays in memory: every kubectl reads it from a pipe.
+KUBECONFIG_TEXT=
+k() { kubectl --kubeconfig=<(printf '%s' "$KUBECONFIG_TEXT") "$@"; }
+
+# Annotation key with its dots escaped for a jsonpath.
+jsonpath_key() { printf '%s' "${CORDON_ANNOTATION//./\\.}"; }
+
+cordoned_by_shimless() {
+  [ -n "$(k get node "$NODE" -o "jsonpath={.metadata.annotations.$(jsonpath_key)}")" ]
+}
+
+undo_cordon() {
+  k uncordon "$NODE" >&2
+  k annotate node "$NODE" "$CORDON_ANNOTATION-" >&2
+}
 
 drain() {
   if [ "$SHIMLESS_PREFLIGHT" != "action=switch" ]; then
@@ -13,39 +35,47 @@ drain() {
     return 0
   fi
   local was
-  was=$(kubectl get node "$NODE" -o jsonpath='{.spec.unschedulable}')
-  kubectl cordon "$NODE" >&2
+  if cordoned_by_shimless; then
+    echo "shimless[$NODE] cordoned by an earlier, interrupted shimless run" >&2
+    was=false
+  else
+    was=$(k get node "$NODE" -o jsonpath='{.spec.unschedulable}')
+    was=${was:-false}
+    # Mark before cordoning: an interruption between the two leaves a mark on
+    # a schedulable node, which the uncordon step undoes harmlessly.
+    [ "$was" = true ] || k annotate node "$NODE" --overwrite "$CORDON_ANNOTATION=$SHIMLESS_TOKEN" >&2
+  fi
+  k cordon "$NODE" >&2
   local args=(drain "$NODE" --ignore-daemonsets "--timeout=${DRAIN_TIMEOUT}s" "--grace-period=${DRAIN_GRACE_PERIOD}")
   [ "$DRAIN_DELETE_EMPTYDIR_DATA" = true ] && args+=(--delete-emptydir-data)
   [ "$DRAIN_FORCE" = true ] && args+=(--force)
   local attempt=0
-  until kubectl "${args[@]}" >&2; do
+  until k "${args[@]}" >&2; do
     attempt=$((attempt + 1))
     if [ "$attempt" -gt "$DRAIN_RETRIES" ]; then
       echo "shimless[$NODE] step 'drain' failed after $attempt attempts; the node is left as it was" >&2
-      [ "${was:-false}" = true ] || kubectl uncordon "$NODE" >&2
+      [ "$was" = true ] || undo_cordon
       return 1
     fi
     echo "shimless[$NODE] drain attempt $attempt failed; retrying in 10s" >&2
     sleep 10
   done
-  echo "was_unschedulable=${was:-false}"
+  echo "was_unschedulable=$was"
 }
 
 uncordon() {
-  case "$DRAIN_OUTPUT" in
-    *was_unschedulable=false*) kubectl uncordon "$NODE" >&2; echo "uncordoned" ;;
-    *was_unschedulable=true*) echo "left cordoned: it was unschedulable before shimless" ;;
-    *) echo "not cordoned by shimless: nothing to undo" ;;
-  esac
+  if cordoned_by_shimless; then
+    undo_cordon
+    echo "uncordoned"
+  elif [[ $DRAIN_OUTPUT == *was_unschedulable=true* ]]; then
+    echo "left cordoned: it was unschedulable before shimless"
+  else
+    echo "not cordoned by shimless: nothing to undo"
+  fi
 }
 
 main() {
-  # Global, not local: the EXIT trap runs after main has returned.
-  KUBECONFIG=$(mktemp)
-  export KUBECONFIG
-  trap 'rm -f "$KUBECONFIG"' EXIT
-  cat >"$KUBECONFIG"
+  KUBECONFIG_TEXT=$(cat)
   case "${1:-}" in
     drain) drain ;;
     uncordon) uncordon ;;

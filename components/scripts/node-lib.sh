@@ -5,6 +5,12 @@
 SHIMLESS_STATE=/var/lib/shimless
 BACKUP_ORIGINAL=$SHIMLESS_STATE/backup/original
 BACKUP_PREVIOUS=$SHIMLESS_STATE/backup/previous
+# The switch journal: present only while a switch (or its undoing) is under
+# way. It holds a copy of the switch's bundle and the phase reached, so that a
+# node that loses power mid-switch finishes or undoes it at boot on its own.
+JOURNAL=$SHIMLESS_STATE/journal
+RECOVERY_UNIT=shimless-recover.service
+RECOVERY_VERIFY_UNIT=shimless-recover-verify.service
 SHIMLESS_BUNDLE=${SHIMLESS_BUNDLE:-}
 
 log() { printf 'shimless[%s] %s\n' "${SHIMLESS_NODE:-node}" "$*" >&2; }
@@ -112,31 +118,60 @@ stop_cri_pods() {
     log "could not stop every pod sandbox on $endpoint; see 'crictl pods'"
 }
 
-# restore_previous TIMEOUT: put back what the last switch backed up (files,
-# Docker's and the runtime's unit states), restart the kubelet on its old
-# flags and wait until it stays up. Forgets the recorded token, so the next
-# plan sees the node as needing work.
-restore_previous() {
-  local timeout=$1 path
-  [ -f "$BACKUP_PREVIOUS/.units" ] || { log "no backup at $BACKUP_PREVIOUS: nothing to restore"; return 1; }
-  systemctl stop kubelet
-  stop_cri_pods "$(var cri_endpoint)"
+# backup_file PATH: copy PATH into the backup with its mode and owner.
+backup_file() {
+  mkdir -p "$(dirname "$BACKUP_PREVIOUS$1")"
+  cp -a "$1" "$BACKUP_PREVIOUS$1"
+}
+
+# restore_files: put back every backed-up file (mode and owner as they were)
+# and remove the files the switch created. Atomic per file.
+restore_files() {
+  local path
   while IFS= read -r path; do
     [ -n "$path" ] || continue
     rm -f "$path"
     # Directories the switch created for it (e.g. certs.d/<registry>/) go too.
     rmdir -p --ignore-fail-on-non-empty "$(dirname "$path")" 2>/dev/null || true
   done <"$BACKUP_PREVIOUS/.absent"
-  (cd "$BACKUP_PREVIOUS" && find . -type f ! -path './.*' | sed 's|^\.||') | while IFS= read -r path; do
-    install -D -m 0644 "$BACKUP_PREVIOUS$path" "$path"
-  done
-  systemctl daemon-reload
-  local unit enabled active
+  while IFS= read -r path; do
+    mkdir -p "$(dirname "$path")"
+    cp -a "$BACKUP_PREVIOUS$path" "$path.shimless-tmp"
+    mv -f "$path.shimless-tmp" "$path"
+  done < <(cd "$BACKUP_PREVIOUS" && find . -type f ! -path './.*' | sed 's|^\.||')
+}
+
+# restore_units [--no-block]: Docker's and the runtime's units enabled and
+# running as the backup recorded. At boot (--no-block) the starts are queued
+# behind the recovery unit instead of waited for.
+restore_units() {
+  local block=${1:-} unit enabled active
   while read -r unit enabled active; do
     if [ "$enabled" = enabled ]; then systemctl enable "$unit"; else systemctl disable "$unit"; fi
-    if [ "$active" = active ]; then systemctl restart "$unit"; else systemctl stop "$unit"; fi
+    if [ "$active" = active ]; then
+      # shellcheck disable=SC2086  # $block is empty or one flag
+      systemctl $block restart "$unit"
+    else
+      # shellcheck disable=SC2086
+      systemctl $block stop "$unit"
+    fi
   done <"$BACKUP_PREVIOUS/.units"
+}
+
+# restore_previous TIMEOUT: put back what the last switch backed up (files,
+# Docker's and the runtime's unit states), restart the kubelet on its old
+# flags and wait until it stays up. Forgets the recorded token, so the next
+# plan sees the node as needing work.
+restore_previous() {
+  local timeout=$1
+  [ -f "$BACKUP_PREVIOUS/.units" ] || { log "no backup at $BACKUP_PREVIOUS: nothing to restore"; return 1; }
+  systemctl stop kubelet
+  stop_cri_pods "$(var cri_endpoint)"
+  restore_files
+  systemctl daemon-reload
+  restore_units
   rm -f "$SHIMLESS_STATE/token"
+  sync
   systemctl reset-failed kubelet
   systemctl start kubelet
   if wait_for "$timeout" "the kubelet on its old flags" kubelet_settled; then
@@ -145,4 +180,80 @@ restore_previous() {
     log "ROLLBACK INCOMPLETE: the kubelet is not staying up on its old flags; see 'journalctl -u kubelet'"
     return 1
   fi
+}
+
+# --------------------------------------------------------------- the journal
+
+journal_phase() { cat "$JOURNAL/phase" 2>/dev/null || true; }
+
+# journal_set PHASE: record the phase reached, durably.
+journal_set() {
+  printf '%s\n' "$1" >"$JOURNAL/phase.tmp"
+  mv -f "$JOURNAL/phase.tmp" "$JOURNAL/phase"
+  sync
+}
+
+# journal_begin: a switch starts; keep its bundle where the boot units find it.
+journal_begin() {
+  rm -rf "$JOURNAL" "$JOURNAL.new"
+  mkdir -p "$JOURNAL.new"
+  cp -a "$SHIMLESS_BUNDLE" "$JOURNAL.new/bundle"
+  printf 'begun\n' >"$JOURNAL.new/phase"
+  sync
+  mv -T "$JOURNAL.new" "$JOURNAL"
+  sync
+}
+
+journal_end() {
+  rm -rf "$JOURNAL"
+  sync
+}
+
+# install_recovery_units: the two boot units that finish or undo a switch a
+# power cut interrupted. Both do nothing unless a journal is present:
+#   shimless-recover         before the kubelet and the runtimes: puts the
+#                            files and unit states of one side in place;
+#   shimless-recover-verify  after the kubelet: waits until it stays up on
+#                            that side; if the new side fails, restores the old.
+install_recovery_units() {
+  local dir=/etc/systemd/system script="$JOURNAL/bundle/switch.sh" changed=0 unit text
+  for unit in "$RECOVERY_UNIT" "$RECOVERY_VERIFY_UNIT"; do
+    if [ "$unit" = "$RECOVERY_UNIT" ]; then
+      text="[Unit]
+Description=shimless: finish or undo a container runtime switch interrupted by a power cut
+ConditionPathExists=$JOURNAL/phase
+DefaultDependencies=no
+After=local-fs.target
+Before=kubelet.service docker.service docker.socket containerd.service crio.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/bash $script $JOURNAL/bundle --recover boot
+
+[Install]
+WantedBy=multi-user.target"
+    else
+      text="[Unit]
+Description=shimless: check the kubelet after a recovered runtime switch, restore the old runtime if it fails
+ConditionPathExists=$JOURNAL/phase
+After=kubelet.service $RECOVERY_UNIT network-online.target
+
+[Service]
+Type=oneshot
+TimeoutStartSec=30min
+ExecStart=/bin/bash $script $JOURNAL/bundle --recover verify
+
+[Install]
+WantedBy=multi-user.target"
+    fi
+    if [ "$(cat "$dir/$unit" 2>/dev/null)" != "$text" ]; then
+      printf '%s\n' "$text" >"$dir/$unit.shimless-tmp"
+      mv -f "$dir/$unit.shimless-tmp" "$dir/$unit"
+      changed=1
+    fi
+  done
+  if [ "$changed" = 1 ]; then systemctl daemon-reload; fi
+  unit_enabled "$RECOVERY_UNIT" || systemctl enable "$RECOVERY_UNIT" 2>/dev/null
+  unit_enabled "$RECOVERY_VERIFY_UNIT" || systemctl enable "$RECOVERY_VERIFY_UNIT" 2>/dev/null
+  unit_enabled "$RECOVERY_UNIT" && unit_enabled "$RECOVERY_VERIFY_UNIT"
 }

@@ -103,7 +103,15 @@ main() {
     containerd --config "$staged/etc/containerd/config.toml" config dump >/dev/null ||
       die "containerd $have rejects the rendered config.toml (staged at $staged/etc/containerd/config.toml)"
   fi
-  command -v crictl >/dev/null 2>&1 || log "warning: crictl (cri-tools) is missing; the CRI check will fall back to ctr"
+  if ! command -v crictl >/dev/null 2>&1; then
+    # The switch checks the new runtime through CRI: find out now, before the
+    # node is cordoned, whether it can.
+    [ "$runtime" = containerd ] && command -v ctr >/dev/null 2>&1 ||
+      die "crictl (cri-tools) is not installed: the switch could not check $runtime's CRI endpoint; install cri-tools"
+    log "warning: crictl (cri-tools) is missing; the CRI check will fall back to ctr"
+  fi
+  # Boot units that finish or undo a switch a power cut interrupts.
+  install_recovery_units || die "could not install the boot recovery units ($RECOVERY_UNIT, $RECOVERY_VERIFY_UNIT)"
   printf 'prestaged runtime=%s version=%s\n' "$runtime" "$have"
 }
 

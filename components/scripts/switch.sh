@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The switch: stop the kubelet and Docker, activate the runtime's config,
 # start the runtime, rewrite the kubelet's flags, start the kubelet on the new
-# runtime and check it stays up. Any failure restores the backups, re-enables
-# Docker and restarts the kubelet on its old flags (see rollback()).
+# runtime and check it stays up. Any failure, wherever it happens (a failed
+# command in any function, a `die`), restores the backups, re-enables Docker
+# and restarts the kubelet on its old flags (see on_exit()).
 #
 # Runs detached from the SSH session (setsid) under a lock, so a dropped
 # connection never leaves the node half-switched: the switch finishes or rolls
-# back on its own, and a re-run waits for it and then converges.
+# back on its own, and a re-run waits for it and then converges. A journal
+# (node-lib.sh) covers a power cut: at boot, `switch.sh BUNDLE --recover boot`
+# and `--recover verify` finish the switch if every new file is in place, and
+# otherwise restore the backup.
 set -euo pipefail
 SHIMLESS_BUNDLE=$1
 # shellcheck source=components/scripts/node-lib.sh
@@ -34,7 +38,7 @@ backup() {
   local path
   for path in $(desired_paths) /etc/docker/daemon.json; do
     if [ -e "$path" ]; then
-      install -D -m 0600 "$path" "$BACKUP_PREVIOUS$path"
+      backup_file "$path"
     else
       printf '%s\n' "$path" >>"$BACKUP_PREVIOUS/.absent"
     fi
@@ -51,15 +55,25 @@ backup() {
     cp -a "$BACKUP_PREVIOUS" "$BACKUP_ORIGINAL"
     touch "$BACKUP_ORIGINAL/.complete"
   fi
+  sync
   log "backed up $(find "$BACKUP_PREVIOUS" -type f ! -name '.*' | wc -l) files to $BACKUP_PREVIOUS"
 }
 
-rollback() {
-  local failed_step=$STEP
-  trap - ERR
+# Set while the node is between runtimes: any exit then rolls back.
+ARMED=0
+
+# on_exit: the EXIT trap. Unlike an ERR trap it also fires for a failure inside
+# a function, a `die` or a failed command substitution.
+on_exit() {
+  local rc=$?
+  [ "$ARMED" = 1 ] || return 0
+  ARMED=0
   set +e
-  log "step '$failed_step' failed: rolling back to the previous runtime"
+  local failed_step=$STEP
+  log "step '$failed_step' failed (exit $rc): rolling back to the previous runtime"
+  journal_set rolling-back
   if restore_previous "$health_timeout"; then
+    journal_end
     printf 'failed step=%s rolled_back=yes\n' "$failed_step"
   else
     printf 'failed step=%s rolled_back=incomplete\n' "$failed_step"
@@ -99,8 +113,10 @@ kubelet_on_runtime() {
 
 switch() {
   STEP=backup
+  install_recovery_units || die "could not install the boot recovery units"
   backup
-  trap rollback ERR
+  journal_begin
+  ARMED=1
 
   STEP=stop-kubelet
   systemctl stop kubelet
@@ -121,6 +137,8 @@ switch() {
     install -D -m 0644 "$SHIMLESS_BUNDLE/root$path" "$path.shimless-tmp"
     mv -f "$path.shimless-tmp" "$path"
   done < <(desired_paths)
+  files_match || die "the new files did not land as rendered"
+  journal_set config-written
   systemctl daemon-reload
 
   STEP=start-runtime
@@ -136,17 +154,87 @@ switch() {
   STEP=verify-kubelet
   wait_for "$health_timeout" "the kubelet on $runtime" kubelet_on_runtime
   local kubelet_up; kubelet_up=$(now_ms)
-  trap - ERR
 
   STEP=record
   record
+  journal_end
+  ARMED=0
   printf 'switched runtime=%s docker_stopped_ms=%s kubelet_up_ms=%s window_ms=%s\n' \
     "$runtime" "$docker_stopped" "$kubelet_up" "$((kubelet_up - docker_stopped))"
+}
+
+# complete_at_boot: every new file is in place; make the units match the new
+# side (Docker off, the runtime on). Starts are queued behind this unit.
+complete_at_boot() {
+  local unit
+  for unit in "${DOCKER_UNITS[@]}"; do
+    if unit_exists "$unit"; then systemctl disable "$unit"; systemctl --no-block stop "$unit"; fi
+  done
+  systemctl enable "$service"
+  systemctl --no-block start "$service"
+}
+
+# recover MODE: finish or undo a switch the journal says was interrupted.
+#   boot    before the kubelet starts: put one side's files and units in place
+#   verify  after the kubelet started: check it; undo a failed completion
+#   inline  a later run found the journal without a reboot: restore
+recover() {
+  local mode=$1 phase
+  phase=$(journal_phase)
+  [ -n "$phase" ] || return 0
+  case "$mode" in
+    boot)
+      if { [ "$phase" = config-written ] || [ "$phase" = completing ]; } && files_match; then
+        log "boot: a switch to $runtime was interrupted after every new file was in place: completing it"
+        complete_at_boot
+        journal_set completing
+      else
+        log "boot: a switch to $runtime was interrupted at phase '$phase': restoring the previous runtime"
+        restore_files
+        systemctl daemon-reload
+        restore_units --no-block
+        rm -f "$SHIMLESS_STATE/token"
+        journal_set restoring
+      fi
+      ;;
+    verify)
+      case "$phase" in
+        completing)
+          if wait_for "$health_timeout" "the kubelet on $runtime" kubelet_on_runtime; then
+            record
+            journal_end
+            log "RECOVERED: the interrupted switch to $runtime is complete"
+          else
+            log "the kubelet does not stay up on $runtime: restoring the previous runtime"
+            journal_set rolling-back
+            restore_previous "$health_timeout" && journal_end
+          fi
+          ;;
+        restoring)
+          if wait_for "$health_timeout" "the kubelet on its old flags" kubelet_settled; then
+            journal_end
+            log "RECOVERED: the node is on its previous runtime again"
+          else
+            log "RECOVERY INCOMPLETE: the kubelet does not stay up on its old flags; see 'journalctl -u kubelet'"
+            return 1
+          fi
+          ;;
+        *) recover inline ;;
+      esac
+      ;;
+    inline)
+      log "a switch interrupted at phase '$phase' is still recorded: restoring the previous runtime first"
+      journal_set rolling-back
+      restore_previous "$health_timeout" || die "could not restore the previous runtime"
+      journal_end
+      ;;
+  esac
 }
 
 run() {
   exec 9>"$SHIMLESS_STATE/switch.lock"
   flock 9
+  recover inline
   if in_target_state "$service"; then
     record
     log "already on $runtime with the desired config: nothing to switch"
@@ -158,7 +246,14 @@ run() {
 
 main() {
   mkdir -p "$SHIMLESS_STATE"
+  if [ "${2:-}" = --recover ]; then
+    exec 9>"$SHIMLESS_STATE/switch.lock"
+    flock 9
+    recover "$3"
+    return
+  fi
   if [ "${2:-}" = --detached ]; then
+    trap on_exit EXIT
     run
     return
   fi
