@@ -51,6 +51,89 @@ _IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][A-Za-z0-9_.-]+)*$")
 _REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 
+# Bounds for YAML read from stack files and nodes: aliases may share a subtree,
+# but what they expand to stays small, so a few bytes cannot exhaust memory.
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 64
+
+
+class YamlError(ValueError):
+    """YAML shimless will not load, in one line."""
+
+
+def load_yaml_documents(text: str) -> list[Any]:
+    """Every document of untrusted YAML text, loaded safely: aliases are
+    allowed while what they expand to stays within MAX_YAML_VALUES values and
+    MAX_YAML_DEPTH levels; lone surrogates (escapes like "\\ud800") are refused."""
+    loader = yaml.SafeLoader(text)
+    documents = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            _check_yaml_node(node)
+            documents.append(loader.construct_document(node))
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise YamlError(f"invalid YAML: {err.problem or err.context}{where}") from None
+    except yaml.YAMLError as err:
+        raise YamlError("invalid YAML: " + " ".join(str(err).split())) from None
+    except RecursionError:
+        raise YamlError(f"invalid YAML: nested more than {MAX_YAML_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+    return documents
+
+
+def load_yaml(text: str) -> Any:
+    """The single document of untrusted YAML text (None when empty); see load_yaml_documents."""
+    documents = load_yaml_documents(text)
+    if len(documents) > 1:
+        raise YamlError("holds more than one YAML document")
+    return documents[0] if documents else None
+
+
+def _check_yaml_node(root: yaml.Node) -> None:
+    """Refuse what the node graph would expand to when too big, too deep, self-referencing
+    or not text; iterative and memoized by node, so shared aliases are counted once each."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once expanded
+    started: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = _yaml_children(node)
+        if finished:
+            started.discard(id(node))
+            values = 1 + sum(sizes[id(child)][0] for child in children)
+            depth = 1 + max((sizes[id(child)][1] for child in children), default=0)
+            sizes[id(node)] = (values, depth)
+            line = node.start_mark.line + 1
+            if values > MAX_YAML_VALUES:
+                raise YamlError(f"the YAML at line {line} expands to more than {MAX_YAML_VALUES} values "
+                                "(aliases repeated inside aliases?)")
+            if depth > MAX_YAML_DEPTH:
+                raise YamlError(f"the YAML at line {line} is nested more than {MAX_YAML_DEPTH} levels deep")
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in started:
+            raise YamlError(f"the YAML alias at line {node.start_mark.line + 1} refers to itself")
+        if isinstance(node, yaml.ScalarNode) and any("\ud800" <= char <= "\udfff" for char in node.value):
+            raise YamlError(f"the YAML value at line {node.start_mark.line + 1} holds a lone surrogate "
+                            "(a \\ud800-\\udfff escape), which is not text")
+        started.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in children)
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 class ConfigError(Exception):
     """Raised with every problem found, one per line."""
 
@@ -369,11 +452,16 @@ def _check_unique(check: _Checker, nodes: list[NodeSpec]) -> None:
 
 def read_stack_file(path: Path) -> dict[str, Any]:
     """Short-keyed config of a stack file; secure values become a placeholder."""
-    data = yaml.safe_load(path.read_text()) or {}
-    config = data.get("config") or {}
+    try:
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, YamlError) as exc:
+        raise ConfigError([f"{path.name}: {getattr(exc, 'strerror', None) or exc}"]) from None
+    config = (data.get("config") if isinstance(data, dict) else data) or {}
+    if not isinstance(config, dict):
+        raise ConfigError([f"{path.name}: `config:` must be a mapping of shimless:* keys"])
     raw: dict[str, Any] = {}
     for full_key, value in config.items():
-        namespace, _, key = full_key.partition(":")
+        namespace, _, key = str(full_key).partition(":")
         if namespace != NAMESPACE or not key:
             continue
         raw[key] = _redact_secure(value)

@@ -7,6 +7,7 @@ kubelet settings go through `kubelet_flags.rewrite_kubelet_config`.
 from __future__ import annotations
 
 import ipaddress
+import json
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -121,11 +122,11 @@ _NOT_CARRIED_REASONS: dict[str, str] = {
 }
 
 # Docker's human sizes for json-file max-size are binary (RAMInBytes): k = 1024.
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:[iI]?[bB])?$")
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:[iI]?[bB])?$", re.ASCII)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _KUBE_SUFFIX = {"k": "Ki", "m": "Mi", "g": "Gi", "t": "Ti"}
-_REGISTRY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$")
-_URL_RE = re.compile(r"^(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:\d{1,5})?(/[^\s\"']*)?$")
+_REGISTRY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$", re.ASCII)
+_URL_RE = re.compile(r"^(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:\d{1,5})?(/[^\s\"']*)?$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class DaemonTranslation:
 
 def docker_size_to_quantity(size: str) -> str:
     """Docker's "50m" / "1g" / "100k" / "1048576" as a kubelet quantity ("50Mi", ...)."""
-    match = _SIZE_RE.match(size.strip())
+    match = _SIZE_RE.fullmatch(size.strip())
     if not match:
         raise ValueError(f"{size!r} is not a Docker size (like 10m, 1g, 100k)")
     number, unit = match.group(1), match.group(2).lower()
@@ -239,6 +240,44 @@ class _Ledger:
         self.not_carried[key] = reason.replace("{runtime}", self.runtime)
 
 
+# Docker's own keys nest three levels at most; anything far deeper is not a daemon.json.
+MAX_DEPTH = 32
+
+
+def load_daemon_json(text: str) -> dict:
+    """daemon.json text as a dict, or DaemonJsonError in one line: invalid JSON,
+    not an object, nested deeper than MAX_DEPTH, or holding a lone surrogate
+    (a "\\ud800" escape, which no file or config can carry as text)."""
+    try:
+        daemon = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DaemonJsonError(f"daemon.json: invalid JSON: {err}") from None
+    except RecursionError:
+        raise DaemonJsonError(f"daemon.json: nested more than {MAX_DEPTH} levels deep") from None
+    if not isinstance(daemon, dict):
+        raise DaemonJsonError(f"daemon.json must be a JSON object, not {type(daemon).__name__}")
+    stack: list[tuple[str, Any, int]] = [("", daemon, 1)]
+    while stack:
+        where, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise DaemonJsonError(f"daemon.json: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((_surrogate_free(f"{where}.{key}" if where else key, where), item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{index}]", item, depth + 1) for index, item in enumerate(value))
+        elif isinstance(value, str):
+            _surrogate_free(value, where)
+    return daemon
+
+
+def _surrogate_free(text: str, where: str) -> str:
+    if any("\ud800" <= char <= "\udfff" for char in text):
+        place = f" in {ascii(where)}" if where else ""
+        raise DaemonJsonError(f"daemon.json: a lone surrogate (\\ud800-\\udfff escape){place} is not text")
+    return text
+
+
 def translate_daemon_json(daemon: dict, runtime: str) -> DaemonTranslation:
     """Map each daemon.json key to its home on `runtime`, or say why it has none."""
     if runtime not in RUNTIMES:
@@ -257,7 +296,7 @@ def translate_daemon_json(daemon: dict, runtime: str) -> DaemonTranslation:
         endpoints: list[str] = []
         for url in _string_list(daemon, "registry-mirrors"):
             endpoint = url.strip().rstrip("/")
-            if not _URL_RE.match(endpoint):
+            if not _URL_RE.fullmatch(endpoint):
                 raise DaemonJsonError(
                     f"daemon.json: 'registry-mirrors' entry {url!r} is not an http(s) URL"
                 )
@@ -280,7 +319,7 @@ def translate_daemon_json(daemon: dict, runtime: str) -> DaemonTranslation:
                 continue
             # Docker accepts "host:port" and, leniently, a scheme prefix.
             host = re.sub(r"^https?://", "", entry).rstrip("/")
-            if not _REGISTRY_RE.match(host):
+            if not _REGISTRY_RE.fullmatch(host):
                 raise DaemonJsonError(
                     f"daemon.json: 'insecure-registries' entry {entry!r} is not a "
                     "registry host[:port] or CIDR"
@@ -462,7 +501,7 @@ def _translate_logging(daemon: dict, ledger: _Ledger, handled: set[str]) -> dict
                 raise DaemonJsonError(f"daemon.json: 'log-opts.max-size': {err}") from None
             ledger.carry(key, "kubelet containerLogMaxSize")
         elif name == "max-file":
-            if not value.strip().isdigit() or int(value) < 1:
+            if not re.fullmatch(r"[0-9]+", value.strip()) or int(value) < 1:
                 raise DaemonJsonError(
                     f"daemon.json: 'log-opts.max-file' must be a positive integer, not {value!r}"
                 )

@@ -36,6 +36,9 @@ class UnitState:
 class NodeFacts:
     facts: dict[str, str]
     files: dict[str, str] = field(default_factory=dict)
+    # Files the node has but that are not UTF-8 text: path -> why. Never decoded
+    # with replacement characters, which would change them silently.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     def get(self, key: str) -> str:
         return self.facts.get(key, "")
@@ -55,9 +58,10 @@ class NodeFacts:
         return self.get("containerd.version").lstrip("v")
 
     @property
-    def daemon_json_text(self) -> str | None:
-        """Docker's settings as they were before shimless touched the node."""
-        return self.files.get(ORIGINAL_DAEMON_JSON, self.files.get(DAEMON_JSON))
+    def daemon_json_path(self) -> str:
+        """Where Docker's settings as they were before shimless touched the node are."""
+        return ORIGINAL_DAEMON_JSON if ORIGINAL_DAEMON_JSON in self.files or \
+            ORIGINAL_DAEMON_JSON in self.unreadable else DAEMON_JSON
 
     @property
     def kubelet_endpoint(self) -> str:
@@ -90,7 +94,10 @@ def _socket(endpoint: str) -> str:
 def parse_probe_output(text: str) -> NodeFacts:
     facts: dict[str, str] = {}
     files: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    unreadable: dict[str, str] = {}
+    # probe.sh ends every line with "\n"; str.splitlines would also split a
+    # value at \x85 or \u2028.
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         kind, _, rest = line.partition(" ")
@@ -99,11 +106,15 @@ def parse_probe_output(text: str) -> NodeFacts:
             facts[key] = value
         elif kind == "file" and key.startswith("/"):
             try:
-                files[key] = base64.b64decode(value, validate=True).decode("utf-8", errors="replace")
+                content = base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise ProbeError(f"probe line {number}: bad base64 for {key}: {exc}") from exc
+            try:
+                files[key] = content.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                unreadable[key] = f"not UTF-8 text (byte 0x{content[exc.start]:02x} at offset {exc.start})"
         else:
-            raise ProbeError(f"probe line {number}: unexpected output {line[:80]!r}")
+            raise ProbeError(f"probe line {number}: unexpected output {ascii(line[:80])}")
     if "os.id" not in facts:
         raise ProbeError("probe printed no facts (did the script run?)")
-    return NodeFacts(facts=facts, files=files)
+    return NodeFacts(facts=facts, files=files, unreadable=unreadable)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from components.config import YamlError, load_yaml_documents
+
 KUBEADM_FLAGS_VAR = "KUBELET_KUBEADM_ARGS"
 
 # Flags that only ever meant something to dockershim (kubelet <= 1.23 marks them
@@ -93,7 +95,9 @@ class _Flag:
 
 def _parse_args(args: str) -> list[_Flag]:
     """Split kubelet arguments; "--flag value" and "--flag=value" both parse."""
-    tokens = args.split()
+    # Split as systemd splits $KUBELET_KUBEADM_ARGS: on ASCII whitespace only,
+    # so a value holding \u2028 or \x85 stays one word.
+    tokens = [token for token in re.split(r"[ \t\n\r]+", args) if token]
     flags: list[_Flag] = []
     i = 0
     while i < len(tokens):
@@ -113,6 +117,12 @@ def _parse_args(args: str) -> list[_Flag]:
             flags.append(_Flag(None, None, (token,)))
         i += 1
     return flags
+
+
+def _env_lines(text: str) -> list[str]:
+    """Lines as the shell and systemd read an env file: split on "\\n" only
+    (not on \\x85 or \\u2028 as str.splitlines would), endings kept."""
+    return re.findall(r"[^\n]*\n|[^\n]+\Z", text)
 
 
 def _split_quoted(raw: str) -> tuple[str, str]:
@@ -214,7 +224,7 @@ def rewrite_kubeadm_flags(
     version = _version(kubelet_version)
     if not cri_endpoint or any(c.isspace() for c in cri_endpoint) or "'" in cri_endpoint or '"' in cri_endpoint:
         raise ValueError(f"CRI endpoint {cri_endpoint!r} must be a non-empty word without quotes")
-    lines = old_text.splitlines(keepends=True)
+    lines = _env_lines(old_text)
     added: list[str] = []
     removed: list[str] = []
     notes: list[str] = []
@@ -242,7 +252,7 @@ def rewrite_kubeadm_flags(
 def _all_flags(text: str) -> list[_Flag]:
     """Every flag in a kubeadm-flags.env, /etc/default/kubelet or a kubelet command line."""
     flags: list[_Flag] = []
-    for line in text.splitlines():
+    for line in _env_lines(text):
         stripped = line.strip()
         if stripped.startswith("#"):
             continue
@@ -274,9 +284,9 @@ def dockershim_in_use(flags_text: str, kubelet_version: str | Version) -> bool:
 
 def _load_config(config_text: str) -> dict:
     try:
-        documents = [doc for doc in yaml.safe_load_all(config_text) if doc is not None]
-    except yaml.YAMLError as err:
-        raise ValueError(f"kubelet config is not valid YAML: {err}") from None
+        documents = [doc for doc in load_yaml_documents(config_text) if doc is not None]
+    except YamlError as err:
+        raise ValueError(f"kubelet config: {err}") from None
     if len(documents) > 1:
         raise ValueError("kubelet config holds more than one YAML document")
     config = documents[0] if documents else {}

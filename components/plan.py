@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 from components import daemon_json, kubelet_flags, render
 from components.facts import KUBEADM_FLAGS, KUBELET_CONFIG, NodeFacts
 from components.model import (
     CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, NodeSpec, RolloutPolicy, RuntimeTarget, Settings,
 )
+
+# The fact api_drift reports when the API has no Node of that name.
+NODE_OBJECT = "Node object"
+
 
 class Drift(NamedTuple):
     """One fact on a node that differs from the desired state."""
@@ -80,10 +86,38 @@ class NodePlan:
         }
 
 
+class _Blocked(Exception):
+    """The node cannot be planned safely; the message is the reason, in one line."""
+
+
+@contextmanager
+def _reading(source: str) -> Iterator[None]:
+    """A ValueError while planning from `source` (a file on the node, a command's
+    output) blocks that node with a one-line reason naming the source."""
+    try:
+        yield
+    except ValueError as exc:
+        message = " ".join(str(exc).split()).removeprefix(f"{posixpath.basename(source)}: ")
+        raise _Blocked(f"{source}: {message}") from None
+
+
+class _Desired(NamedTuple):
+    files: dict[str, str]
+    cgroup_driver: str
+    runtime_version: str
+    flags: kubelet_flags.FlagsRewrite
+    translation: daemon_json.DaemonTranslation | None
+    warnings: list[str]
+
+
 def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
               docker_socket_pods: tuple[str, ...] = (), allow_docker_socket_workloads: bool = False,
               api_drift: tuple[Drift, ...] = (), stamp: str = "") -> NodePlan:
     """Decide what the node needs.
+
+    Whatever the node's files hold, one node never fails the plan of the
+    others: what cannot be read or rewritten safely blocks that node, with the
+    file (or command) and the problem as its reason.
 
     The plan's `token` is an input of every per-node command, so it decides
     what Pulumi sees as changed: a node in sync gets the token its last switch
@@ -95,7 +129,6 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
     if facts is None:
         return NodePlan(node=node, action="unknown", reason=probe_error or "node not reachable")
     target = node.target
-    warnings: list[str] = []
     before = facts.runtime
     version = facts.kubelet_version
     if not version:
@@ -104,48 +137,18 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
     if facts.get("sudo") == "no":
         return NodePlan(node=node, action="blocked", runtime_before=before,
                         reason=f"user {node.user} is not root and `sudo -n` is refused")
-
-    flags_text = facts.files.get(KUBEADM_FLAGS, "")
-    config_text = facts.files.get(KUBELET_CONFIG, "")
-    kubelet_driver = kubelet_flags.kubelet_cgroup_driver(config_text)
-    if target.cgroup_driver == "auto":
-        cgroup_driver = kubelet_driver
-    else:
-        cgroup_driver = target.cgroup_driver
-        if cgroup_driver != kubelet_driver:
-            return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
-                            reason=f"target.cgroupDriver is {cgroup_driver} but the kubelet uses {kubelet_driver}; "
-                                   "changing the driver of a joined node is unsafe: use cgroupDriver auto")
-
-    translation = None
-    daemon_text = facts.daemon_json_text
-    if daemon_text is not None and daemon_text.strip():
-        try:
-            translation = daemon_json.translate_daemon_json(json.loads(daemon_text), target.runtime)
-        except (ValueError, daemon_json.DaemonJsonError) as exc:
-            warnings.append(f"/etc/docker/daemon.json not translated: {exc}")
-    if translation is not None and translation.docker_cgroup_driver != kubelet_driver and before == "docker":
-        warnings.append(f"Docker used cgroup driver {translation.docker_cgroup_driver} but the kubelet "
-                        f"{kubelet_driver}; the runtime gets the kubelet's")
-
-    runtime_version = target.version or (facts.containerd_version if target.runtime == "containerd"
-                                         else facts.get("crio.version"))
-    if target.runtime == "containerd" and not runtime_version:
-        warnings.append("containerd version unknown until installed: rendered for 1.6/1.7 (config version 2)")
-    files = render.render_runtime_files(target, containerd_version=runtime_version if target.runtime == "containerd" else "",
-                                        cgroup_driver=cgroup_driver, translation=translation)
-
-    in_config = kubelet_flags.endpoint_belongs_in_config(version, config_text)
-    flags = kubelet_flags.rewrite_kubeadm_flags(flags_text, version, target.cri_endpoint, endpoint_in_config=in_config)
-    files[KUBEADM_FLAGS] = flags.text
-    settings = translation.kubelet_settings if translation is not None else {}
-    if config_text or in_config or settings:
-        files[KUBELET_CONFIG] = kubelet_flags.rewrite_kubelet_config(
-            config_text, cri_endpoint=target.cri_endpoint if in_config else None, settings=settings)
+    if any(item.fact == NODE_OBJECT and item.found == "missing" for item in api_drift):
+        return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
+                        reason=f"the API has no Node {node.name} (re-installed and not re-joined?): "
+                               "join it to the cluster first, then re-run")
+    try:
+        desired = _desired_state(node, facts, version, before)
+    except _Blocked as exc:
+        return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
+                        reason=str(exc))
+    files, warnings = desired.files, desired.warnings
 
     drift = tuple(_drift(facts, files, target.runtime)) + tuple(api_drift)
-    if before != target.runtime and before not in ("docker", "unknown"):
-        warnings.append(f"the kubelet is on {before}; shimless moves it to {target.runtime}")
     if not drift:
         action = "in-sync"
         recorded = facts.get("shimless.token")
@@ -160,12 +163,85 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
         token = f"{_digest_of(target.runtime, files)[:16]}-{stamp or 'unstamped'}"
     if docker_socket_pods:
         warnings.append("pods mount the Docker socket and will break: " + ", ".join(docker_socket_pods))
+    translation = desired.translation
     return NodePlan(
-        node=node, action=action, runtime_before=before, files=files, cgroup_driver=cgroup_driver,
-        kubelet_version=version, runtime_version=runtime_version or "", flags_added=flags.added,
-        flags_removed=flags.removed, translation=translation.report() if translation else {},
+        node=node, action=action, runtime_before=before, files=files, cgroup_driver=desired.cgroup_driver,
+        kubelet_version=version, runtime_version=desired.runtime_version, flags_added=desired.flags.added,
+        flags_removed=desired.flags.removed, translation=translation.report() if translation else {},
         drift=drift, warnings=tuple(warnings), token=token,
     )
+
+
+def _text_of(facts: NodeFacts, path: str) -> str:
+    """A file shimless rewrites or translates; one it cannot read as text blocks the node."""
+    if path in facts.unreadable:
+        raise _Blocked(f"{path}: {facts.unreadable[path]}; shimless does not rewrite a file it cannot read")
+    return facts.files.get(path, "")
+
+
+def _desired_state(node: NodeSpec, facts: NodeFacts, version: str, before: str) -> _Desired:
+    """Every file the node should have, from its own files; _Blocked when they cannot be read."""
+    target = node.target
+    warnings: list[str] = []
+    with _reading("kubelet --version"):
+        kubelet_flags.parse_kubelet_version(version)
+    flags_text = _text_of(facts, KUBEADM_FLAGS)
+    config_text = _text_of(facts, KUBELET_CONFIG)
+    with _reading(KUBELET_CONFIG):
+        kubelet_driver = kubelet_flags.kubelet_cgroup_driver(config_text)
+    if target.cgroup_driver == "auto":
+        cgroup_driver = kubelet_driver
+    else:
+        cgroup_driver = target.cgroup_driver
+        if cgroup_driver != kubelet_driver:
+            raise _Blocked(f"target.cgroupDriver is {cgroup_driver} but the kubelet uses {kubelet_driver}; "
+                           "changing the driver of a joined node is unsafe: use cgroupDriver auto")
+
+    translation = None
+    daemon_path = facts.daemon_json_path
+    daemon_text = _text_of(facts, daemon_path)
+    if daemon_text.strip():
+        # Docker's settings not accounted for would be lost without a word: block.
+        with _reading(daemon_path):
+            translation = daemon_json.translate_daemon_json(daemon_json.load_daemon_json(daemon_text),
+                                                            target.runtime)
+    if translation is not None and translation.docker_cgroup_driver != kubelet_driver and before == "docker":
+        warnings.append(f"Docker used cgroup driver {translation.docker_cgroup_driver} but the kubelet "
+                        f"{kubelet_driver}; the runtime gets the kubelet's")
+
+    runtime_version = target.version or (facts.containerd_version if target.runtime == "containerd"
+                                         else facts.get("crio.version"))
+    if target.runtime == "containerd" and not runtime_version:
+        warnings.append("containerd version unknown until installed: rendered for 1.6/1.7 (config version 2)")
+    if target.runtime == "containerd" and not target.version:
+        # Docker 20.10 nodes ship containerd 1.4. Prestage keeps the containerd
+        # Docker runs on unless target.version asks for another, so an old one
+        # is not upgraded behind the operator's back: it blocks the node.
+        try:
+            render.containerd_config_version(runtime_version)
+        except ValueError as exc:
+            raise _Blocked(f"`containerd --version` on the node: {exc}; set shimless:target.version "
+                           "(1.6 or newer) to have prestage install that version, or upgrade containerd "
+                           "on the node first") from None
+    with _reading("the rendered runtime config"):
+        files = render.render_runtime_files(
+            target, containerd_version=runtime_version if target.runtime == "containerd" else "",
+            cgroup_driver=cgroup_driver, translation=translation)
+
+    with _reading(KUBELET_CONFIG):
+        in_config = kubelet_flags.endpoint_belongs_in_config(version, config_text)
+    with _reading(KUBEADM_FLAGS):
+        flags = kubelet_flags.rewrite_kubeadm_flags(flags_text, version, target.cri_endpoint,
+                                                    endpoint_in_config=in_config)
+    files[KUBEADM_FLAGS] = flags.text
+    settings = translation.kubelet_settings if translation is not None else {}
+    if config_text or in_config or settings:
+        with _reading(KUBELET_CONFIG):
+            files[KUBELET_CONFIG] = kubelet_flags.rewrite_kubelet_config(
+                config_text, cri_endpoint=target.cri_endpoint if in_config else None, settings=settings)
+    if before != target.runtime and before not in ("docker", "unknown"):
+        warnings.append(f"the kubelet is on {before}; shimless moves it to {target.runtime}")
+    return _Desired(files, cgroup_driver, runtime_version or "", flags, translation, warnings)
 
 
 def _drift(facts: NodeFacts, files: dict[str, str], runtime: str) -> list[Drift]:
@@ -174,8 +250,8 @@ def _drift(facts: NodeFacts, files: dict[str, str], runtime: str) -> list[Drift]
     for path, content in sorted(files.items()):
         live = facts.files.get(path)
         if live != content:
-            found.append(Drift(path, f"rendered ({_digest(content)})",
-                               "missing" if live is None else f"differs ({_digest(live)})"))
+            seen = facts.unreadable.get(path) or ("missing" if live is None else f"differs ({_digest(live)})")
+            found.append(Drift(path, f"rendered ({_digest(content)})", seen))
     service = "crio.service" if runtime == "cri-o" else "containerd.service"
     expected_units = {service: ("enabled", "active"), "docker.service": ("disabled", "inactive"),
                       "docker.socket": ("disabled", "inactive"), "kubelet.service": (None, "active")}
@@ -194,7 +270,7 @@ def api_drift(item: dict | None, target: RuntimeTarget) -> list[Drift]:
     """What the Node object (from `kubectl get node -o json`) shows that differs
     from the target: the cri-socket annotation, the runtime label, the runtime."""
     if item is None:
-        return [Drift("Node object", "present", "missing")]
+        return [Drift(NODE_OBJECT, "present", "missing")]
     meta = item.get("metadata") or {}
     runtime = ((item.get("status") or {}).get("nodeInfo") or {}).get("containerRuntimeVersion", "")
     checks = [

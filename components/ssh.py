@@ -61,8 +61,10 @@ def run_over_ssh(node: NodeSpec, private_key: str, stdin: str, *, timeout: int) 
         if node.bastion is not None and node.bastion.host_key:
             lines.append(_known_host(node.bastion.host, node.bastion.port, node.bastion.host_key))
         Path(known_hosts).write_text("".join(lines))
-        return subprocess.run(ssh_argv(node, key_file, known_hosts), input=stdin,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        # Files come back base64-encoded; a stray byte in a fact or in ssh's
+        # own messages must not end the whole plan.
+        return subprocess.run(ssh_argv(node, key_file, known_hosts), input=stdin, capture_output=True,
+                              encoding="utf-8", errors="replace", timeout=timeout, check=False)
 
 
 def probe_node(node: NodeSpec, private_key: str, *, timeout: int = PROBE_TIMEOUT_SECONDS) -> ProbeResult:

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKQ"
 DOCKER_DAEMON_JSON = """{
   "exec-opts": ["native.cgroupdriver=systemd"],
   "log-driver": "json-file",
@@ -63,6 +64,15 @@ def migrated_facts(node, token: str = "", **kwargs):
     files.update(plan.files)
     files["/var/lib/shimless/backup/original/etc/docker/daemon.json"] = before.files["/etc/docker/daemon.json"]
     return NodeFacts(facts=facts, files=files)
+
+
+@pytest.fixture
+def node():
+    """Worker w1 with a pinned host key, in a stack without a cluster."""
+    from components.config import parse_settings
+    settings = parse_settings({"nodes": [{"name": "w1", "host": "10.0.0.1", "hostKey": HOST_KEY}],
+                               "sshPrivateKey": "k", "cluster": {"mode": "none"}})
+    return settings.nodes[0]
 
 
 @dataclass

@@ -290,7 +290,7 @@ def test_rewrite_kubelet_config_without_trailing_newline_and_empty():
     "text,match",
     [
         ("- a\n- b\n", "mapping"),
-        ("a: [\n", "not valid YAML"),
+        ("a: [\n", "invalid YAML"),
         ("a: 1\n---\nb: 2\n", "more than one"),
         ('{"kind": "KubeletConfiguration"}', "JSON"),
     ],

@@ -13,13 +13,6 @@ from tests.conftest import docker_era_facts, migrated_facts
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKQ"
 
 
-@pytest.fixture
-def node():
-    settings = parse_settings({"nodes": [{"name": "w1", "host": "10.0.0.1", "hostKey": HOST_KEY}],
-                               "sshPrivateKey": "k", "cluster": {"mode": "none"}})
-    return settings.nodes[0]
-
-
 def test_docker_node_is_migrated_with_translated_settings(node):
     plan = plan_node(node, docker_era_facts())
     assert plan.action == "migrate" and plan.runtime_before == "docker"
