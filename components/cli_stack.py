@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from components.config import (
-    NAMESPACE, PROJECT_FILE, ConfigError, kubeconfig_text, parse_settings, private_keys, read_stack_file,
+    NAMESPACE, PROJECT_FILE, ConfigError, encrypted_keys, kubeconfig_text, parse_settings, private_keys, read_stack_file,
     schema_defaults,
 )
 from components.model import Settings
@@ -37,12 +37,13 @@ def add_check_config(subparsers) -> None:
 
 
 def check_config(args) -> int:
+    """The checks preview makes before touching anything, from the stack file alone."""
     path = _stack_file(args.stack)
     if not path.is_file():
         return _fail("check-config", [f"no stack file {path}"])
-    raw = read_stack_file(path)
     try:
-        settings = parse_settings(raw, schema_defaults())
+        raw = read_stack_file(path)
+        settings = parse_settings(raw, schema_defaults(), encrypted=encrypted_keys(raw))
         private_keys(raw, settings)
         if raw.get("kubeconfigPath"):
             kubeconfig_text(raw, settings)
@@ -62,22 +63,23 @@ def add_drift(subparsers) -> None:
     parser.set_defaults(handler=drift)
 
 
-def load_stack_config(stack: str) -> dict:
+def load_stack_config(stack: str) -> tuple[dict, set[str]]:
     """The stack's config with secrets decrypted through the Pulumi CLI when the
-    stack holds any; plain files need no CLI."""
+    stack holds any (plain files need no CLI), and the keys stored encrypted."""
     raw = read_stack_file(_stack_file(stack))
-    secret_keys = [key for key, value in raw.items() if "<secret>" in json.dumps(value)]
-    if secret_keys and shutil.which("pulumi"):
+    encrypted = encrypted_keys(raw)
+    if encrypted and shutil.which("pulumi"):
         done = subprocess.run(["pulumi", "config", "--show-secrets", "--json", "--stack", stack],
                               cwd=PROJECT_FILE.parent, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise ConfigError([f"cannot decrypt the stack's secrets with `pulumi config`: {done.stderr.strip()}"])
+            last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            raise ConfigError([f"cannot decrypt the stack's secrets with `pulumi config`: {last}"])
         for full_key, entry in json.loads(done.stdout).items():
             namespace, _, key = full_key.partition(":")
-            if namespace == NAMESPACE and key in secret_keys:
+            if namespace == NAMESPACE and key in encrypted:
                 value = entry.get("objectValue", entry.get("value"))
                 raw[key] = value
-    return raw
+    return raw, encrypted
 
 
 def cluster_drift(settings: Settings, kubeconfig: str) -> dict[str, list[Drift]]:
@@ -88,8 +90,8 @@ def cluster_drift(settings: Settings, kubeconfig: str) -> dict[str, list[Drift]]
 
 def drift(args) -> int:
     try:
-        raw = load_stack_config(args.stack)
-        settings = parse_settings(raw, schema_defaults())
+        raw, encrypted = load_stack_config(args.stack)
+        settings = parse_settings(raw, schema_defaults(), encrypted=encrypted)
         keys = private_keys(raw, settings)
         kubeconfig = kubeconfig_text(raw, settings)
     except (ConfigError, FileNotFoundError) as exc:

@@ -6,12 +6,11 @@ the typed schema in Pulumi.yaml, so they are written down exactly once.
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Collection
 
 import yaml
 
@@ -30,11 +29,18 @@ from components.model import (
     RolloutPolicy,
     RuntimeTarget,
     Settings,
+    check_host,
+    check_image,
+    check_mirror_endpoint,
+    check_registry_host,
 )
+from components.render import containerd_config_version
 
 NAMESPACE = "shimless"
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 SECRET_KEYS = ("sshPrivateKey", "kubeconfig")
+# What read_stack_file puts in place of a value stored encrypted (`secure:`).
+SECRET_PLACEHOLDER = "<secret>"
 
 _NODE_KEYS = {"name", "host", "port", "user", "role", "hostKey", "privateKey", "bastion", "target"}
 _TARGET_KEYS = {
@@ -42,13 +48,14 @@ _TARGET_KEYS = {
     "registryMirrors", "insecureRegistries", "cniBinDir", "cniConfDir",
 }
 _BASTION_KEYS = {"host", "port", "user", "hostKey"}
+# Every pattern is used with fullmatch: `$` would also accept a trailing newline.
 # RFC 1123 subdomain: what Kubernetes accepts as a Node name.
-_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$")
-_HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|ssh-dss) [A-Za-z0-9+/]+={0,3}$")
-_VERSION = re.compile(r"^v?\d+\.\d+(\.\d+)?([-~+.][0-9A-Za-z.~+-]*)?$")
-_IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][A-Za-z0-9_.-]+)*$")
-_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
+_HOST_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|ssh-dss) [A-Za-z0-9+/]+={0,3}", re.ASCII)
+_VERSION = re.compile(r"v?\d+\.\d+(\.\d+)?([-~+.][0-9A-Za-z.~+-]*)?", re.ASCII)
+# A login name as useradd accepts it; never starting with "-", since it ends up in ssh's argv.
+_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", re.ASCII)
+_ABSOLUTE_PATH = re.compile(r"/[A-Za-z0-9._+@/-]*", re.ASCII)
 
 
 # Bounds for YAML read from stack files and nodes: aliases may share a subtree,
@@ -166,12 +173,17 @@ def _merged(default: Any, value: Any) -> Any:
     return value
 
 
+def _printable(text: str) -> str:
+    """A key or name from the stack file as it can go into a one-line message."""
+    return text if text.isprintable() else ascii(text)
+
+
 @dataclass
 class _Checker:
     problems: list[str]
 
     def fail(self, key: str, node: str | None, message: str) -> None:
-        where = f"{NAMESPACE}:{key}" + (f" (node {node})" if node else "")
+        where = f"{NAMESPACE}:{_printable(key)}" + (f" (node {_printable(node)})" if node else "")
         self.problems.append(f"{where}: {message}")
 
     def string(self, obj: dict, field: str, key: str, node: str | None, *, required: bool = False) -> str:
@@ -218,14 +230,28 @@ class _Checker:
         for extra in sorted(set(obj) - allowed):
             self.fail(f"{key}.{extra}", node, f"unknown key (known: {', '.join(sorted(allowed))})")
 
-    def host(self, value: str, key: str, node: str | None) -> None:
-        if not value:
-            return
+    def valid(self, check: Callable[[Any], Any], value: Any, key: str, node: str | None) -> bool:
+        """Apply one of the shared field validators (components.model); False if it refused."""
         try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            if not _HOSTNAME.match(value) or len(value) > 253:
-                self.fail(key, node, f"is not an IP address or host name: {value!r}")
+            check(value)
+        except ValueError as exc:
+            self.fail(key, node, str(exc))
+            return False
+        return True
+
+    def host(self, value: str, key: str, node: str | None) -> None:
+        if value:
+            self.valid(check_host, value, key, node)
+
+    def user(self, value: str, key: str, node: str | None) -> None:
+        if value and not _USER.fullmatch(value):
+            self.fail(key, node, f"is not a user name (letters, digits, _ . -, not starting with -): {value!r}")
+
+    def secret(self, value: Any, key: str, node: str | None, encrypted: Collection[str] | None,
+               stored_under: str, how: str) -> None:
+        """A credential must come from an encrypted (`secure:`) stack value."""
+        if value and encrypted is not None and stored_under not in encrypted:
+            self.fail(key, node, f"is stored in plain text in the stack file; set it with `{how}`")
 
 
 def _parse_target(check: _Checker, obj: Any, key: str, node: str | None) -> RuntimeTarget:
@@ -235,12 +261,14 @@ def _parse_target(check: _Checker, obj: Any, key: str, node: str | None) -> Runt
     check.unknown_fields(obj, _TARGET_KEYS, key, node)
     runtime = check.choice(obj, "runtime", f"{key}.runtime", node, RUNTIMES)
     version = check.string(obj, "version", f"{key}.version", node)
-    if version and not _VERSION.match(version):
+    if version and not _VERSION.fullmatch(version):
         check.fail(f"{key}.version", node, f"is not a version like 1.7.24: {version!r}")
+    elif version and runtime == "containerd":
+        check.valid(containerd_config_version, version, f"{key}.version", node)
     source = check.choice(obj, "source", f"{key}.source", node, INSTALL_SOURCES)
     pause_image = check.string(obj, "pauseImage", f"{key}.pauseImage", node, required=True)
-    if pause_image and not _IMAGE.match(pause_image):
-        check.fail(f"{key}.pauseImage", node, f"is not an image reference: {pause_image!r}")
+    if pause_image:
+        check.valid(check_image, pause_image, f"{key}.pauseImage", node)
     cgroup_driver = check.choice(obj, "cgroupDriver", f"{key}.cgroupDriver", node, CGROUP_DRIVERS)
 
     mirrors: list[RegistryMirror] = []
@@ -250,16 +278,14 @@ def _parse_target(check: _Checker, obj: Any, key: str, node: str | None) -> Runt
         raw_mirrors = {}
     for registry, endpoints in sorted(raw_mirrors.items()):
         mkey = f"{key}.registryMirrors.{registry}"
-        if not _REGISTRY.match(str(registry)):
-            check.fail(mkey, node, f"is not a registry host: {registry!r}")
+        check.valid(check_registry_host, registry, mkey, node)
         if isinstance(endpoints, str):
             endpoints = [endpoints]
         if not isinstance(endpoints, list) or not endpoints:
             check.fail(mkey, node, "must be a non-empty list of endpoint URLs")
             continue
         for endpoint in endpoints:
-            if not isinstance(endpoint, str) or not re.match(r"^https?://[^\s/]+", endpoint):
-                check.fail(mkey, node, f"endpoint must be an http(s):// URL, got {endpoint!r}")
+            check.valid(check_mirror_endpoint, endpoint, mkey, node)
         mirrors.append(RegistryMirror(str(registry), tuple(str(e) for e in endpoints)))
 
     insecure = obj.get("insecureRegistries") or []
@@ -267,14 +293,13 @@ def _parse_target(check: _Checker, obj: Any, key: str, node: str | None) -> Runt
         check.fail(f"{key}.insecureRegistries", node, "must be a list of host[:port]")
         insecure = []
     for registry in insecure:
-        if not isinstance(registry, str) or not _REGISTRY.match(registry):
-            check.fail(f"{key}.insecureRegistries", node, f"is not a registry host[:port]: {registry!r}")
+        check.valid(check_registry_host, registry, f"{key}.insecureRegistries", node)
 
     dirs = {}
     for field in ("cniBinDir", "cniConfDir"):
         value = check.string(obj, field, f"{key}.{field}", node, required=True)
-        if value and not value.startswith("/"):
-            check.fail(f"{key}.{field}", node, f"must be an absolute path, got {value!r}")
+        if value and not _ABSOLUTE_PATH.fullmatch(value):
+            check.fail(f"{key}.{field}", node, f"must be an absolute path (letters, digits, . _ + @ - /), got {value!r}")
         dirs[field] = value
     if runtime == "cri-o" and source == "distro":
         check.fail(f"{key}.source", node, "cri-o has no distro package on Debian/Ubuntu/RHEL; use package or preinstalled")
@@ -294,7 +319,7 @@ def _parse_target(check: _Checker, obj: Any, key: str, node: str | None) -> Runt
 
 def _parse_node(
     check: _Checker, index: int, raw: Any, defaults: dict[str, Any], fleet_target: dict, *,
-    allow_unpinned: bool, has_default_key: bool,
+    allow_unpinned: bool, has_default_key: bool, encrypted: Collection[str] | None,
 ) -> NodeSpec | None:
     key = f"nodes[{index}]"
     if not isinstance(raw, dict):
@@ -302,7 +327,7 @@ def _parse_node(
         return None
     name = check.string(raw, "name", f"{key}.name", None, required=True)
     label = name or f"#{index}"
-    if name and (not _NODE_NAME.match(name) or len(name) > 253):
+    if name and (not _NODE_NAME.fullmatch(name) or len(name) > 253):
         check.fail(f"{key}.name", label, "is not a valid Kubernetes node name (lowercase RFC 1123)")
     check.unknown_fields(raw, _NODE_KEYS, key, label)
 
@@ -310,10 +335,11 @@ def _parse_node(
     check.host(host, f"{key}.host", label)
     port = check.integer({"port": raw.get("port", defaults["sshPort"])}, "port", f"{key}.port", label, minimum=1, maximum=65535)
     user = check.string({"user": raw.get("user", defaults["sshUser"])}, "user", f"{key}.user", label, required=True)
+    check.user(user, f"{key}.user", label)
     role = check.choice({"role": raw.get("role", "worker")}, "role", f"{key}.role", label, ROLES)
 
     host_key = check.string(raw, "hostKey", f"{key}.hostKey", label)
-    if host_key and not _HOST_KEY.match(host_key.strip()):
+    if host_key and not _HOST_KEY.fullmatch(host_key.strip()):
         check.fail(f"{key}.hostKey", label, "must be 'TYPE BASE64' as in the server's /etc/ssh/ssh_host_*_key.pub (no host name, no comment)")
     if not host_key and not allow_unpinned:
         check.fail(f"{key}.hostKey", label, "is required (pin the node's SSH host key; or set shimless:allowUnpinnedHostKeys: true, never in production)")
@@ -321,6 +347,8 @@ def _parse_node(
     own_key = raw.get("privateKey")
     if own_key is not None and (not isinstance(own_key, str) or not own_key.strip()):
         check.fail(f"{key}.privateKey", label, "must be the private key text (set it as a secret)")
+    check.secret(own_key, f"{key}.privateKey", label, encrypted, "nodes",
+                 f"pulumi config set --secret --path 'nodes[{index}].privateKey' < KEYFILE")
     if not own_key and not has_default_key:
         check.fail(f"{key}.privateKey", label, "no SSH private key: set shimless:sshPrivateKey (secret), shimless:sshPrivateKeyPath, or this node's privateKey")
 
@@ -338,9 +366,10 @@ def _parse_node(
                 host=bhost,
                 port=check.integer({"port": braw.get("port", 22)}, "port", f"{bkey}.port", label, minimum=1, maximum=65535),
                 user=check.string({"user": braw.get("user", user)}, "user", f"{bkey}.user", label, required=True),
-                host_key=check.string(braw, "hostKey", f"{bkey}.hostKey", label),
+                host_key=check.string(braw, "hostKey", f"{bkey}.hostKey", label).strip(),
             )
-            if bastion.host_key and not _HOST_KEY.match(bastion.host_key.strip()):
+            check.user(bastion.user, f"{bkey}.user", label)
+            if bastion.host_key and not _HOST_KEY.fullmatch(bastion.host_key):
                 check.fail(f"{bkey}.hostKey", label, "must be 'TYPE BASE64'")
             if not bastion.host_key and not allow_unpinned:
                 check.fail(f"{bkey}.hostKey", label, "is required (pin the bastion's SSH host key)")
@@ -356,13 +385,20 @@ def _parse_node(
     )
 
 
-def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None) -> Settings:
+def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None, *,
+                   encrypted: Collection[str] | None = None) -> Settings:
     """Validate raw stack config (short keys; secrets as plain text or a placeholder).
 
+    `encrypted` names the keys the stack stores encrypted (`secure:`); given, a
+    credential under any other key is refused. check-config, preview and
+    render's inputs all go through here (and the validators in components.model).
     Raises ConfigError listing every problem, each naming the stack key and node.
     """
     defaults = schema_defaults() if defaults is None else defaults
     check = _Checker([])
+    for secret_key in SECRET_KEYS:
+        check.secret(raw.get(secret_key), secret_key, None, encrypted, secret_key,
+                     f"pulumi config set --secret {secret_key}")
     for key in sorted(set(raw) - set(defaults)):
         check.fail(key, None, f"unknown key (known: {', '.join(sorted(defaults))})")
     value = {key: _merged(defaults.get(key), raw.get(key)) for key in defaults}
@@ -383,6 +419,8 @@ def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None) 
         check.boolean(value, flag_key, flag_key, None)
     allow_unpinned = value["allowUnpinnedHostKeys"] is True or value["allowUnpinnedHostKeys"] == "true"
     check.integer(value, "sshPort", "sshPort", None, minimum=1, maximum=65535)
+    if isinstance(value["sshUser"], str):
+        check.user(value["sshUser"], "sshUser", None)
     has_default_key = bool(value["sshPrivateKey"]) or bool(value["sshPrivateKeyPath"])
     if value["sshPrivateKeyPath"] and value["sshPrivateKey"]:
         check.fail("sshPrivateKeyPath", None, "set either sshPrivateKey or sshPrivateKeyPath, not both")
@@ -397,8 +435,8 @@ def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None) 
         check.fail("nodes", None, "must list at least one node")
         raw_nodes = raw_nodes if isinstance(raw_nodes, list) else []
     for index, raw_node in enumerate(raw_nodes):
-        node = _parse_node(check, index, raw_node, value, fleet_target,
-                           allow_unpinned=allow_unpinned, has_default_key=has_default_key)
+        node = _parse_node(check, index, raw_node, value, fleet_target, allow_unpinned=allow_unpinned,
+                           has_default_key=has_default_key, encrypted=encrypted)
         if node is not None:
             nodes.append(node)
     _check_unique(check, nodes)
@@ -468,10 +506,22 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     return raw
 
 
+def encrypted_keys(raw: dict[str, Any]) -> set[str]:
+    """The keys of read_stack_file's result stored encrypted, wholly or in part
+    (as Pulumi counts them: a key holding any `secure:` value is a secret)."""
+    def holds_secret(value: Any) -> bool:
+        if isinstance(value, dict):
+            return any(holds_secret(item) for item in value.values())
+        if isinstance(value, list):
+            return any(holds_secret(item) for item in value)
+        return value == SECRET_PLACEHOLDER
+    return {key for key, value in raw.items() if holds_secret(value)}
+
+
 def _redact_secure(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"secure"}:
-            return "<secret>"
+            return SECRET_PLACEHOLDER
         return {k: _redact_secure(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact_secure(v) for v in value]

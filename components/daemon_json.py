@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.model import RUNTIMES, RegistryMirror
+from components.model import RUNTIMES, RegistryMirror, check_mirror_endpoint, check_registry_host
 
 
 class DaemonJsonError(ValueError):
@@ -125,8 +125,6 @@ _NOT_CARRIED_REASONS: dict[str, str] = {
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:[iI]?[bB])?$", re.ASCII)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _KUBE_SUFFIX = {"k": "Ki", "m": "Mi", "g": "Gi", "t": "Ti"}
-_REGISTRY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$", re.ASCII)
-_URL_RE = re.compile(r"^(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:\d{1,5})?(/[^\s\"']*)?$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -295,11 +293,10 @@ def translate_daemon_json(daemon: dict, runtime: str) -> DaemonTranslation:
         handled.add("registry-mirrors")
         endpoints: list[str] = []
         for url in _string_list(daemon, "registry-mirrors"):
-            endpoint = url.strip().rstrip("/")
-            if not _URL_RE.fullmatch(endpoint):
-                raise DaemonJsonError(
-                    f"daemon.json: 'registry-mirrors' entry {url!r} is not an http(s) URL"
-                )
+            try:
+                endpoint = check_mirror_endpoint(url.strip())
+            except ValueError as err:
+                raise DaemonJsonError(f"daemon.json: 'registry-mirrors' entry {err}") from None
             if endpoint not in endpoints:
                 endpoints.append(endpoint)
         if endpoints:
@@ -319,11 +316,13 @@ def translate_daemon_json(daemon: dict, runtime: str) -> DaemonTranslation:
                 continue
             # Docker accepts "host:port" and, leniently, a scheme prefix.
             host = re.sub(r"^https?://", "", entry).rstrip("/")
-            if not _REGISTRY_RE.fullmatch(host):
+            try:
+                check_registry_host(host)
+            except ValueError:
                 raise DaemonJsonError(
                     f"daemon.json: 'insecure-registries' entry {entry!r} is not a "
                     "registry host[:port] or CIDR"
-                )
+                ) from None
             if host not in insecure:
                 insecure.append(host)
         if insecure:

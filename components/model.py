@@ -5,7 +5,10 @@ stack config, and everything downstream (rendering, planning) reads them.
 """
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 RUNTIMES = ("containerd", "cri-o")
 INSTALL_SOURCES = ("package", "distro", "preinstalled")
@@ -24,6 +27,94 @@ CRI_ENDPOINTS = {
     "containerd": "unix:///run/containerd/containerd.sock",
     "cri-o": "unix:///var/run/crio/crio.sock",
 }
+
+
+# --- field validators ---------------------------------------------------------
+# One check per kind of value, used by the stack config (config.py), by the
+# daemon.json translation and by rendering alike, so that check-config, preview
+# and `render` accept and refuse the same values with the same words. Each
+# raises ValueError with what is wrong, and returns the value as it is used.
+
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*", re.ASCII)
+_IMAGE = re.compile(r"[a-z0-9]+(?:[._/:@-][A-Za-z0-9_.-]+)*", re.ASCII)
+_URL_PATH = re.compile(r"(?:/[A-Za-z0-9._~%!$&()*+,;=:@-]*)*", re.ASCII)
+
+
+def check_host(text: object) -> str:
+    """An IP address or a DNS host name."""
+    if isinstance(text, str):
+        try:
+            ipaddress.ip_address(text)
+            return text
+        except ValueError:
+            if len(text) <= 253 and _DNS_NAME.fullmatch(text):
+                return text
+    raise ValueError(f"is not an IP address or host name: {text!r}")
+
+
+def check_registry_host(text: object) -> str:
+    """A registry as containerd names its certs.d directory: host[:port], host a
+    DNS name or an IP address ([...] for IPv6), port 1-65535."""
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::([0-9]{1,5}))?", text, re.ASCII) \
+        if isinstance(text, str) else None
+    if match:
+        host, port = match.groups()
+        try:
+            if host.startswith("["):
+                ipaddress.IPv6Address(host[1:-1])
+            else:
+                check_host(host)
+            if port is None or 1 <= int(port) <= 65535:
+                return text
+        except ValueError:
+            pass
+    raise ValueError(f"is not a registry host[:port]: {text!r}")
+
+
+def check_mirror_endpoint(text: object) -> str:
+    """A mirror URL: http(s)://host[:port][/path], no credentials, query or
+    fragment (they would be written to the node and kept in the state in plain
+    text). Returned without a trailing slash."""
+    if not isinstance(text, str) or not text.isascii() or any(c.isspace() or c in "\"'\\" for c in text):
+        raise ValueError(f"is not an http(s) URL: {text!r}")
+    parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        # Not echoed: the value is a credential.
+        raise ValueError("must not carry credentials (user:password@); give the node registry auth instead")
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    host = parts.hostname or ""
+    host_ok = _is_ipv6(host) if parts.netloc.startswith("[") else _is_host(host)
+    if not text.startswith(("http://", "https://")) or not port_ok or not host_ok or "?" in text \
+            or "#" in text or not _URL_PATH.fullmatch(parts.path):
+        raise ValueError(f"is not an http(s) URL: {text!r}")
+    return text.rstrip("/")
+
+
+def check_image(text: object) -> str:
+    """An image reference like registry.k8s.io/pause:3.9."""
+    if isinstance(text, str) and _IMAGE.fullmatch(text):
+        return text
+    raise ValueError(f"is not an image reference: {text!r}")
+
+
+def _is_host(text: str) -> bool:
+    try:
+        check_host(text)
+    except ValueError:
+        return False
+    return ":" not in text  # a bare IPv6 address needs brackets in a URL
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

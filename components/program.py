@@ -12,7 +12,7 @@ from typing import Callable
 import pulumi
 
 from components.config import (
-    NAMESPACE, SECRET_KEYS, ConfigError, kubeconfig_text, parse_settings, private_keys, schema_defaults, schema_types,
+    NAMESPACE, ConfigError, kubeconfig_text, parse_settings, private_keys, schema_defaults, schema_types,
 )
 from components.facts import NodeFacts
 from components.migration import RuntimeMigration, RuntimeMigrationArgs
@@ -29,18 +29,18 @@ class PlanError(Exception):
 Prober = Callable[[list[NodeSpec], dict[str, str]], dict[str, ProbeResult]]
 
 
-def read_raw_config() -> dict:
+def read_raw_config() -> tuple[dict, set[str]]:
     """Every shimless:* key the stack sets, decoded by its schema type (secrets in plain
-    text: they stay in this process and reach resources only as secret Outputs)."""
+    text: they stay in this process and reach resources only as secret Outputs), and
+    the keys Pulumi holds as secrets (parse_settings refuses credentials elsewhere)."""
     raw = {}
-    plain_secrets = []
+    encrypted = set()
     for key, kind in schema_types().items():
         text = pulumi.runtime.get_config(f"{NAMESPACE}:{key}")
         if text is None:
             continue
-        if key in SECRET_KEYS and text and not pulumi.runtime.is_config_secret(f"{NAMESPACE}:{key}"):
-            plain_secrets.append(f"{NAMESPACE}:{key}: is stored in plain text in the stack file; "
-                                 f"set it with `pulumi config set --secret {key}`")
+        if pulumi.runtime.is_config_secret(f"{NAMESPACE}:{key}"):
+            encrypted.add(key)
         if kind == "string":
             raw[key] = text
         else:
@@ -48,9 +48,7 @@ def read_raw_config() -> dict:
                 raw[key] = json.loads(text)
             except json.JSONDecodeError:
                 raw[key] = text  # e.g. a bare integer set by `pulumi config set`
-    if plain_secrets:
-        raise ConfigError(plain_secrets)
-    return raw
+    return raw, encrypted
 
 
 def read_cluster(kubeconfig: str) -> tuple[dict[str, dict], dict[str, list[str]]]:
@@ -63,6 +61,18 @@ def read_cluster(kubeconfig: str) -> tuple[dict[str, dict], dict[str, list[str]]
     return {item["metadata"]["name"]: item for item in nodes.get("items", [])}, docker_socket_pods(pods)
 
 
+def unpinned_hosts(settings: Settings) -> dict[str, list[str]]:
+    """Each SSH endpoint reached without a pinned host key ("host:port" -> what
+    reaches it: "node w1", "bastion of w1"), each endpoint once."""
+    found: dict[str, list[str]] = {}
+    for node in settings.nodes:
+        if not node.host_key:
+            found.setdefault(f"{node.host}:{node.port}", []).append(f"node {node.name}")
+        if node.bastion is not None and not node.bastion.host_key:
+            found.setdefault(f"{node.bastion.host}:{node.bastion.port}", []).append(f"bastion of {node.name}")
+    return found
+
+
 def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResult],
           kubeconfig: str | None, socket_pods: dict[str, list[str]], stamp: str = "",
           api_nodes: dict[str, dict] | None = None) -> RuntimeMigration:
@@ -73,6 +83,9 @@ def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResu
     if refused:
         raise PlanError("SSH refused, nothing was changed on any node:\n" +
                         "\n".join(f"  node {r.node}: {r.error}" for r in refused))
+    for endpoint, users in unpinned_hosts(settings).items():
+        pulumi.log.warn(f"SSH host key of {endpoint} ({', '.join(users)}) is not pinned: it is not checked, "
+                        "in the probe or in any step (shimless:allowUnpinnedHostKeys); pin it with hostKey")
     plans = []
     for node in settings.nodes:
         result = results.get(node.name)
@@ -109,8 +122,8 @@ def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResu
 
 
 def run(prober: Prober = probe_nodes) -> RuntimeMigration:
-    raw = read_raw_config()
-    settings = parse_settings(raw, schema_defaults())
+    raw, encrypted = read_raw_config()
+    settings = parse_settings(raw, schema_defaults(), encrypted=encrypted)
     keys = private_keys(raw, settings)
     kubeconfig = kubeconfig_text(raw, settings)
     if os.environ.get("SHIMLESS_PROBE") == "off":

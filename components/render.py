@@ -16,7 +16,9 @@ from components.daemon_json import (
     PROXY_ENV_NAMES,
     DaemonTranslation,
 )
-from components.model import RUNTIMES, RegistryMirror, RuntimeTarget
+from components.model import (
+    RUNTIMES, RegistryMirror, RuntimeTarget, check_mirror_endpoint, check_registry_host,
+)
 
 CRICTL_CONFIG = "/etc/crictl.yaml"
 MANAGED_HEADER = "# Managed by shimless; local edits are overwritten."
@@ -28,8 +30,6 @@ _CNI_BIN_DIRS_SINCE = (2, 1, 0)
 
 _VERSION_RE = re.compile(r"(?<![\w.])v?(\d+)\.(\d+)(?:\.(\d+))?(?![\d])")
 _BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_REGISTRY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$")
-_ENDPOINT_RE = re.compile(r"^(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:\d{1,5})?(/[^\s\"'\\]*)?$")
 
 
 # --- versions ----------------------------------------------------------------
@@ -117,16 +117,17 @@ def _systemd_env_value(name: str, value: str) -> str:
 
 
 def _check_registry(registry: str) -> str:
-    if not _REGISTRY_RE.match(registry):
-        raise ValueError(f"registry {registry!r} is not a host[:port]")
-    return registry
+    try:
+        return check_registry_host(registry)
+    except ValueError as exc:
+        raise ValueError(f"registry {exc}") from None
 
 
 def _check_endpoint(endpoint: str) -> str:
-    endpoint = endpoint.strip().rstrip("/")
-    if not _ENDPOINT_RE.match(endpoint):
-        raise ValueError(f"mirror endpoint {endpoint!r} is not an http(s) URL")
-    return endpoint
+    try:
+        return check_mirror_endpoint(endpoint.strip())
+    except ValueError as exc:
+        raise ValueError(f"mirror endpoint {exc}") from None
 
 
 def merged_registries(

@@ -33,18 +33,30 @@ def _known_host(host: str, port: int, key: str) -> str:
     return f"{name} {key}\n"
 
 
-def ssh_argv(node: NodeSpec, key_file: str, known_hosts: str) -> list[str]:
-    options = [
-        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+def _hop_options(host_key: str, key_file: str, known_hosts: str, port: int) -> list[str]:
+    """ssh options for one hop: its host key is checked exactly when it is pinned
+    (config.py allows an unpinned one only under allowUnpinnedHostKeys), as
+    pulumi-command does for the same hop (host_key given or None)."""
+    # -F /dev/null: no ~/.ssh/config or /etc/ssh/ssh_config can add a ProxyCommand,
+    # another key or a relaxed host key check.
+    return [
+        "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
         "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "StrictHostKeyChecking=yes" if node.host_key else "StrictHostKeyChecking=no",
-        "-o", "IdentitiesOnly=yes", "-i", key_file, "-p", str(node.port),
+        "-o", "StrictHostKeyChecking=yes" if host_key else "StrictHostKeyChecking=no",
+        "-o", "IdentitiesOnly=yes", "-i", key_file, "-p", str(port),
     ]
+
+
+def ssh_argv(node: NodeSpec, key_file: str, known_hosts: str) -> list[str]:
+    """ssh's argv for `node`, through its bastion if any; "--" ends the options
+    before each destination (user names are validated too)."""
+    options = _hop_options(node.host_key, key_file, known_hosts, node.port)
     if node.bastion is not None:
         b = node.bastion
-        jump = ["ssh", *options[:-2], "-p", str(b.port), "-W", "%h:%p", f"{b.user}@{b.host}"]
+        jump = ["ssh", *_hop_options(b.host_key, key_file, known_hosts, b.port), "-W", "%h:%p", "--",
+                f"{b.user}@{b.host}"]
         options += ["-o", "ProxyCommand=" + shlex.join(jump)]
-    return ["ssh", *options, f"{node.user}@{node.host}", REMOTE_COMMAND]
+    return ["ssh", *options, "--", f"{node.user}@{node.host}", REMOTE_COMMAND]
 
 
 def run_over_ssh(node: NodeSpec, private_key: str, stdin: str, *, timeout: int) -> subprocess.CompletedProcess:

@@ -120,7 +120,7 @@ def test_drift_cli_reports_the_blocked_node_and_checks_the_others(monkeypatch, c
     settings = two_node_settings()
     raw = {"nodes": [{"name": n.name, "host": n.host, "hostKey": HOST_KEY} for n in settings.nodes],
            "sshPrivateKey": "k", "cluster": {"mode": "none"}}
-    monkeypatch.setattr(cli_stack, "load_stack_config", lambda stack: raw)
+    monkeypatch.setattr(cli_stack, "load_stack_config", lambda stack: (raw, {"sshPrivateKey"}))
     monkeypatch.setattr(cli_stack, "probe_nodes", lambda nodes, keys, max_parallel: {
         "w1": ProbeResult("w1", with_file(KUBELET_CONFIG, "cgroupDriver: Systemd\n")),
         "w2": ProbeResult("w2", docker_era_facts())})

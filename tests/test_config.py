@@ -66,7 +66,7 @@ def test_duplicate_host_and_port():
     (node(colour="blue"), "shimless:nodes[0].colour (node w1): unknown key"),
     (node(target={"cgroupDriver": "auto-ish"}), "shimless:nodes[0].target.cgroupDriver (node w1): must be one of auto"),
     (node(target={"registryMirrors": {"docker.io": ["ftp://x"]}}),
-     "shimless:nodes[0].target.registryMirrors.docker.io (node w1): endpoint must be an http(s):// URL"),
+     "shimless:nodes[0].target.registryMirrors.docker.io (node w1): is not an http(s) URL: 'ftp://x'"),
     (node(target={"runtime": "cri-o", "source": "distro"}), "shimless:nodes[0].target.source (node w1): cri-o has no distro package"),
 ])
 def test_bad_node_values(raw_node, expected):
