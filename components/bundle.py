@@ -8,9 +8,20 @@ import base64
 import gzip
 from pathlib import Path
 
+from components.daemon_json import PROXY_DROP_INS
+
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 # The remote command itself: read the launcher and bundle from stdin, as root.
 REMOTE_COMMAND = 'if [ "$(id -u)" -eq 0 ]; then exec bash -s; else exec sudo -n bash -s; fi'
+
+
+# Rendered files that can hold a credential (a proxy URL's user:password@):
+# a bundle carrying one must only ever be a secret input.
+CREDENTIAL_FILES = frozenset(PROXY_DROP_INS.values())
+
+
+def holds_credentials(files: dict[str, str] | None) -> bool:
+    return any(path in CREDENTIAL_FILES for path in files or {})
 
 
 def script(name: str) -> str:

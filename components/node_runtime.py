@@ -65,13 +65,18 @@ class NodeRuntime(pulumi.ComponentResource):
         }
 
         def node_step(step: str, script: str, variables: dict, files: dict | None, depends_on: list) -> remote.Command:
+            from components.bundle import holds_credentials
+            stdin = bundle(script, {**common, **variables}, files)
+            # A proxy URL can carry user:password@: such a bundle, and what the step prints, stay secret.
+            secret = holds_credentials(files)
             self.steps[step] = remote.Command(
                 f"{name}-{step}",
                 connection=connection,
                 create=REMOTE_COMMAND,
-                stdin=bundle(script, {**common, **variables}, files),
+                stdin=pulumi.Output.secret(stdin) if secret else stdin,
                 logging="stdoutAndStderr",
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on,
+                                            additional_secret_outputs=["stdout", "stderr"] if secret else None),
             )
             return self.steps[step]
 

@@ -82,6 +82,7 @@ class Registration:
     parent: str
     dependencies: list[str]
     inputs: dict = field(default_factory=dict)
+    additional_secret_outputs: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -109,7 +110,8 @@ def pulumi_mocks():
     class RecordingMonitor(MockMonitor):
         def RegisterResource(self, request):
             registrations.append(Registration(request.type, request.name, request.parent,
-                                              list(request.dependencies)))
+                                              list(request.dependencies),
+                                              additional_secret_outputs=list(request.additionalSecretOutputs)))
             return super().RegisterResource(request)
 
     mocks = Mocks()

@@ -143,3 +143,25 @@ def test_secrets_stay_secret(pulumi_mocks):
     })
     assert flags == {"ssh connection": True, "drain kubeconfig": True, "verify kubeconfig": True,
                      "switch stdin (config files)": False}
+
+
+def test_proxy_credentials_travel_only_in_secret_inputs(pulumi_mocks):
+    from components.facts import NodeFacts
+    settings = parse_settings(raw_config(workers=2, control_planes=0))
+    era = docker_era_facts()
+    proxied = NodeFacts(facts=era.facts, files={**era.files, "/etc/docker/daemon.json":
+                                                '{"proxies": {"https-proxy": "http://user:s3cret@proxy:3128"}}'})
+    built = {}
+    run_program(lambda: built.setdefault("migration", build(settings, {"w1": proxied})))
+    with_proxy, without = built["migration"].nodes["w1"].steps, built["migration"].nodes["w2"].steps
+    flags = secret_flags({f"w1 {step}": with_proxy[step].stdin for step in ("preflight", "prestage", "switch")}
+                         | {f"w2 {step}": without[step].stdin for step in ("preflight", "switch")}
+                         | {"w1 cleanup": with_proxy["cleanup"].stdin})
+    assert flags == {"w1 preflight": True, "w1 prestage": True, "w1 switch": True,
+                     "w2 preflight": False, "w2 switch": False, "w1 cleanup": False}
+    regs = by_name(pulumi_mocks)
+    assert {"stdout", "stderr"} <= set(regs["shimless-w1-switch"].additional_secret_outputs)
+    assert "stdout" not in regs["shimless-w2-switch"].additional_secret_outputs
+    # Nothing else the program exports or logs holds the credential.
+    summary = repr(built["migration"].summary) + repr(built["migration"].nodes["w1"].report)
+    assert "s3cret" not in summary
