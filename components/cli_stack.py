@@ -111,7 +111,7 @@ def drift(args) -> int:
             errors[node.name] = result.error
             report[node.name] = {"status": "unreachable", "error": result.error, "drift": []}
             continue
-        plan = plan_node(node, result.facts)
+        plan = plan_node(node, result.facts, docker=settings.docker)
         drifts = list(plan.drift) + api.get(node.name, [])
         status = "blocked" if plan.action == "blocked" else ("drifted" if drifts else "clean")
         report[node.name] = {"status": status, "runtime": plan.runtime_before, "reason": plan.reason,

@@ -66,6 +66,8 @@ class NodeRuntime(pulumi.ComponentResource):
 
         def node_step(step: str, script: str, variables: dict, files: dict | None, depends_on: list) -> remote.Command:
             from components.bundle import holds_credentials
+            if step == "cleanup":  # what docker.removeData deletes: Docker's own data-root
+                variables = {**variables, "docker_data_root": plan.docker_data_root}
             stdin = bundle(script, {**common, **variables}, files)
             # A proxy URL can carry user:password@: such a bundle, and what the step prints, stay secret.
             secret = holds_credentials(files)

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple
 
 from components import daemon_json, kubelet_flags, render
+from components.daemon_json import DEFAULT_ROOTS, DOCKER_DEFAULT_DATA_ROOT
 from components.facts import KUBEADM_FLAGS, KUBELET_CONFIG, NodeFacts
 from components.model import (
-    CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, NodeSpec, RolloutPolicy, RuntimeTarget, Settings,
+    CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, DockerPolicy, NodeSpec, RolloutPolicy, RuntimeTarget,
+    Settings,
 )
 
 # The fact api_drift reports when the API has no Node of that name.
@@ -59,6 +61,7 @@ class NodePlan:
     drift: tuple[Drift, ...] = ()
     warnings: tuple[str, ...] = ()
     token: str = ""  # see plan_node
+    docker_data_root: str = DOCKER_DEFAULT_DATA_ROOT  # what docker.removeData deletes
 
     @property
     def needs_work(self) -> bool:
@@ -112,7 +115,8 @@ class _Desired(NamedTuple):
 
 def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
               docker_socket_pods: tuple[str, ...] = (), allow_docker_socket_workloads: bool = False,
-              api_drift: tuple[Drift, ...] = (), stamp: str = "") -> NodePlan:
+              api_drift: tuple[Drift, ...] = (), stamp: str = "",
+              docker: DockerPolicy = DockerPolicy()) -> NodePlan:
     """Decide what the node needs.
 
     Whatever the node's files hold, one node never fails the plan of the
@@ -147,6 +151,13 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
         return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
                         reason=str(exc))
     files, warnings = desired.files, desired.warnings
+    translation = desired.translation
+    data_root = translation.data_root if translation and translation.data_root else DOCKER_DEFAULT_DATA_ROOT
+    runtime_root = (translation.runtime_root if translation else None) or DEFAULT_ROOTS[target.runtime]
+    if docker.remove_data and (problem := _data_removal_problem(data_root, runtime_root)):
+        return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
+                        reason=f"shimless:docker.removeData would delete Docker's data-root {data_root}: {problem}; "
+                               "set shimless:docker.removeData: false")
 
     drift = tuple(_drift(facts, files, target.runtime)) + tuple(api_drift)
     if not drift:
@@ -163,13 +174,27 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
         token = f"{_digest_of(target.runtime, files)[:16]}-{stamp or 'unstamped'}"
     if docker_socket_pods:
         warnings.append("pods mount the Docker socket and will break: " + ", ".join(docker_socket_pods))
-    translation = desired.translation
     return NodePlan(
         node=node, action=action, runtime_before=before, files=files, cgroup_driver=desired.cgroup_driver,
         kubelet_version=version, runtime_version=desired.runtime_version, flags_added=desired.flags.added,
         flags_removed=desired.flags.removed, translation=translation.report() if translation else {},
-        drift=drift, warnings=tuple(warnings), token=token,
+        drift=drift, warnings=tuple(warnings), token=token, docker_data_root=data_root,
     )
+
+
+# What removing Docker's data-root must never take with it.
+_KEPT_BY_PURGE = ("/etc", "/usr", "/boot", "/root", "/var/log", "/var/lib/kubelet", "/var/lib/shimless")
+
+
+def _data_removal_problem(data_root: str, runtime_root: str) -> str:
+    """Why `rm -rf data_root` after the switch would be unsafe, or ""."""
+    def within(path: str, tree: str) -> bool:
+        return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+    if within(runtime_root, data_root):
+        return f"it holds the new runtime's root {runtime_root} (daemon.json data-root is carried beneath it)"
+    kept = [path for path in _KEPT_BY_PURGE if within(path, data_root) or within(data_root, path)]
+    return f"it is a system directory or lies in one ({kept[0]})" if kept else ""
 
 
 def _text_of(facts: NodeFacts, path: str) -> str:

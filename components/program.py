@@ -95,7 +95,7 @@ def build(settings: Settings, keys: dict[str, str], results: dict[str, ProbeResu
                                allow_docker_socket_workloads=settings.rollout.allow_docker_socket_workloads,
                                api_drift=tuple(api_drift(api_nodes.get(node.name), node.target))
                                if api_nodes is not None else (),
-                               stamp=stamp))
+                               stamp=stamp, docker=settings.docker))
     unknown = [p for p in plans if p.action == "unknown"]
     if unknown and not pulumi.runtime.is_dry_run():
         raise PlanError("cannot update, nothing was changed: nodes not probed: " +

@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
 # After a successful switch: apply the docker policy. `keep` leaves Docker
 # installed, stopped and disabled; `purge` removes Docker's packages (never
-# containerd when it is the runtime now) and optionally /var/lib/docker.
+# containerd when it is the runtime now) and optionally Docker's data-root
+# (docker_data_root: daemon.json's data-root, decided in components/plan.py,
+# which blocks a node whose data-root holds the new runtime's root).
 set -euo pipefail
 SHIMLESS_BUNDLE=$1
 # shellcheck source=components/scripts/node-lib.sh
 . "$SHIMLESS_BUNDLE/node-lib.sh"
 SHIMLESS_NODE=$(var node)
 
+# Remove Docker's data-root: a mount point keeps its directory (only what is
+# inside goes), and nothing on another file system below it is touched.
+remove_data_root() {
+  local data_root=$1
+  case "$data_root" in
+    "" | / | [!/]*) die "refusing to remove Docker's data-root '$data_root': not an absolute path below /" ;;
+  esac
+  case "/$data_root/" in
+    */../* | */./*) die "refusing to remove Docker's data-root '$data_root': not a normalized path" ;;
+  esac
+  [ -e "$data_root" ] || return 0
+  if mountpoint -q "$data_root"; then
+    find "$data_root" -mindepth 1 -maxdepth 1 -exec rm -rf --one-file-system -- {} +
+  else
+    rm -rf --one-file-system -- "$data_root"
+  fi
+}
+
 main() {
-  local policy remove_data runtime
+  local policy remove_data runtime data_root
   policy=$(var docker_policy)
   remove_data=$(var docker_remove_data)
   runtime=$(var runtime)
+  data_root=$(var docker_data_root)
+  data_root=${data_root:-/var/lib/docker}
   local unit
   for unit in docker.socket docker.service; do
     if unit_exists "$unit" && { unit_enabled "$unit" || unit_active "$unit"; }; then
@@ -52,10 +74,10 @@ main() {
   fi
   rm -f /var/run/docker.sock
   if [ "$remove_data" = true ]; then
-    rm -rf /var/lib/docker
-    printf 'docker purged (%s) and /var/lib/docker removed\n' "${pkgs[*]:-no packages}"
+    remove_data_root "$data_root"
+    printf 'docker purged (%s) and its data-root %s removed\n' "${pkgs[*]:-no packages}" "$data_root"
   else
-    printf 'docker purged (%s); /var/lib/docker kept\n' "${pkgs[*]:-no packages}"
+    printf 'docker purged (%s); its data-root %s kept\n' "${pkgs[*]:-no packages}" "$data_root"
   fi
 }
 
