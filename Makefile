@@ -52,23 +52,27 @@ lab-down:
 lab-reset:
 	bash lab/lab-reset.sh
 
+# Each stack target: no lab passphrase for another stack (tools/env.sh, shimless_require_secrets).
 check-config: setup
-	$(ENV) python -m components.cli check-config --stack $(STACK)
+	export SHIMLESS_STACK=$(STACK) && $(ENV) python -m components.cli check-config --stack $(STACK)
 
 drift: setup
-	$(ENV) python -m components.cli drift --stack $(STACK)
+	export SHIMLESS_STACK=$(STACK) && $(ENV) shimless_require_secrets $(STACK) && \
+	  python -m components.cli drift --stack $(STACK)
 
 preview: setup
-	$(ENV) pulumi stack select --create $(STACK) >/dev/null && pulumi preview --stack $(STACK) --diff
+	export SHIMLESS_STACK=$(STACK) && $(ENV) shimless_require_secrets $(STACK) && \
+	  pulumi stack select --create $(STACK) >/dev/null && pulumi preview --stack $(STACK) --diff
 
 up: setup
-	$(ENV) pulumi stack select --create $(STACK) >/dev/null && pulumi up --stack $(STACK)
+	export SHIMLESS_STACK=$(STACK) && $(ENV) shimless_require_secrets $(STACK) && \
+	  pulumi stack select --create $(STACK) >/dev/null && pulumi up --stack $(STACK)
 
 destroy: setup
-	$(ENV) pulumi destroy --stack $(STACK)
+	export SHIMLESS_STACK=$(STACK) && $(ENV) shimless_require_secrets $(STACK) && pulumi destroy --stack $(STACK)
 
 refresh: setup
-	$(ENV) pulumi refresh --stack $(STACK)
+	export SHIMLESS_STACK=$(STACK) && $(ENV) shimless_require_secrets $(STACK) && pulumi refresh --stack $(STACK)
 
 bench: setup
 	$(ENV) python bench/preview_scale.py
