@@ -111,8 +111,9 @@ def drift(args) -> int:
             errors[node.name] = result.error
             report[node.name] = {"status": "unreachable", "error": result.error, "drift": []}
             continue
-        plan = plan_node(node, result.facts, docker=settings.docker)
-        drifts = list(plan.drift) + api.get(node.name, [])
+        # The same plan as preview's, so a node preview blocks shows blocked here too.
+        plan = plan_node(node, result.facts, docker=settings.docker, api_drift=tuple(api.get(node.name, ())))
+        drifts = list(plan.drift)
         status = "blocked" if plan.action == "blocked" else ("drifted" if drifts else "clean")
         report[node.name] = {"status": status, "runtime": plan.runtime_before, "reason": plan.reason,
                              "drift": [d._asdict() for d in drifts]}

@@ -129,3 +129,27 @@ def test_drift_cli_reports_the_blocked_node_and_checks_the_others(monkeypatch, c
     assert ["w1", "plan", "migratable", f"{KUBELET_CONFIG}:", "kubelet", "cgroupDriver", "must"] in [
         row[:7] for row in rows]
     assert ["w2", "kubelet", "runtime", "containerd", "docker"] in rows
+
+
+def test_a_node_missing_from_the_api_is_blocked_not_the_whole_preview(pulumi_mocks):
+    import pulumi
+    from components.program import build
+    from components.ssh import ProbeResult
+    settings = parse_settings({"nodes": [{"name": "lab-cp1", "host": "10.0.0.1", "hostKey": HOST_KEY,
+                                          "role": "control-plane"},
+                                         {"name": "lab-w1", "host": "10.0.0.2", "hostKey": HOST_KEY}],
+                               "sshPrivateKey": "k", "kubeconfig": "apiVersion: v1\n"})
+    results = {n.name: ProbeResult(n.name, docker_era_facts()) for n in settings.nodes}
+    api_nodes = {"lab-w1": {"metadata": {"name": "lab-w1"}, "status": {}}}
+    built = {}
+    pulumi.runtime.test(lambda: built.setdefault("m", build(
+        settings, {"lab-cp1": "k", "lab-w1": "k"}, results, "apiVersion: v1\n", {}, api_nodes=api_nodes)))()
+    assert built["m"].summary["counts"] == {"blocked": 1, "migrate": 1}
+    patches = {r.name for r in pulumi_mocks if r.type == "kubernetes:core/v1:NodePatch"}
+    assert patches == {"shimless-lab-w1-node-patch"}
+    from components.plan import api_drift
+    plan = plan_node(settings.nodes[0], docker_era_facts(),
+                     api_drift=tuple(api_drift(None, settings.nodes[0].target)))
+    assert plan.action == "blocked"
+    assert plan.reason == ("the API has no Node lab-cp1 (re-installed and not re-joined?): "
+                           "join it to the cluster first, then re-run")
