@@ -6,16 +6,19 @@ config, the rewritten kubelet flags/config and the daemon.json translation repor
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import replace
 from typing import Callable
 
 from components import cli_stack, kubelet_flags
 from components.facts import KUBEADM_FLAGS, KUBELET_CONFIG
-from components.daemon_json import DaemonJsonError, DaemonTranslation, translate_daemon_json
-from components.model import CGROUP_DRIVERS, RUNTIMES, RuntimeTarget
+from components.daemon_json import DaemonJsonError, DaemonTranslation, load_daemon_json, translate_daemon_json
+from components.model import CGROUP_DRIVERS, RUNTIMES, RuntimeTarget, check_image
 from components.render import containerd_config_version, render_runtime_files
 
 REPORT_NAME = "translation-report.json"
@@ -135,6 +138,11 @@ def _render(args: argparse.Namespace) -> int:
         problems.append(
             f"--cgroup-driver: {args.cgroup_driver!r} is not one of {', '.join(CGROUP_DRIVERS)}"
         )
+    if args.pause_image is not None:
+        try:
+            check_image(args.pause_image)
+        except ValueError as err:
+            problems.append(f"--pause-image: {err}")
     if not args.out:
         problems.append("--out is required (directory to write into)")
     if args.kubelet_flags is None:
@@ -152,15 +160,11 @@ def _render(args: argparse.Namespace) -> int:
     translation = None
     if daemon_text is not None:
         try:
-            daemon = json.loads(daemon_text)
-        except json.JSONDecodeError as err:
-            problems.append(f"--daemon-json {args.daemon_json}: invalid JSON: {err}")
-        else:
+            daemon = load_daemon_json(daemon_text)
             if runtime is not None:
-                try:
-                    translation = translate_daemon_json(daemon, runtime)
-                except DaemonJsonError as err:
-                    problems.append(f"--daemon-json {args.daemon_json}: {err}")
+                translation = translate_daemon_json(daemon, runtime)
+        except DaemonJsonError as err:
+            problems.append(f"--daemon-json {args.daemon_json}: {err}")
     if problems:
         return problems.report("render")
     # Inputs are individually sound: now combine them.
@@ -260,10 +264,9 @@ def _render(args: argparse.Namespace) -> int:
         "warnings": warnings,
         "files": sorted(files),
     }
+    files_and_report = {**files, "/" + REPORT_NAME: json.dumps(report, indent=2, sort_keys=True) + "\n"}
     try:
-        for node_path, content in sorted(files.items()):
-            _write(args.out, node_path, content)
-        _write(args.out, "/" + REPORT_NAME, json.dumps(report, indent=2, sort_keys=True) + "\n")
+        _write_all(args.out, files_and_report)
     except OSError as err:
         problems.append(f"--out {args.out}: cannot write: {err.strerror or err}")
         return problems.report("render")
@@ -275,11 +278,37 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write(out: str, node_path: str, content: str) -> None:
-    path = os.path.join(out, node_path.lstrip("/"))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(content)
+def _write_all(out: str, files: dict[str, str]) -> None:
+    """Every file under `out`, or none: written into a temporary directory
+    beside it, which then takes its place. An existing `out` is replaced only
+    when empty or an earlier render's output, never a directory of other files."""
+    out = os.path.abspath(out)
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise OSError(errno.ENOTDIR, "exists and is not a directory")
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, REPORT_NAME)):
+        raise OSError(errno.ENOTEMPTY, "not empty and not an earlier render's output; give a new or empty directory")
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=parent)
+    previous = staging + ".previous"
+    try:
+        for node_path, content in sorted(files.items()):
+            path = os.path.join(staging, node_path.lstrip("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(content)
+        os.chmod(staging, 0o755)  # mkdtemp's 0700 is for while it is incomplete
+        if os.path.isdir(out):
+            os.rename(out, previous)
+        try:
+            os.rename(staging, out)
+        except OSError:
+            if os.path.isdir(previous):
+                os.rename(previous, out)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 # --- entry point -------------------------------------------------------------

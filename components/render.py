@@ -48,6 +48,9 @@ def containerd_config_version(containerd_version: str) -> int:
     """Config schema for this containerd: 2 for 1.x, 3 for 2.x ("" = unknown, assume 1.x)."""
     if not containerd_version.strip():
         return 2
+    if not re.fullmatch(r"[0-9A-Za-z.~+:-]+", containerd_version.strip()):
+        # It is shown in the rendered file's header: one word, or not a version.
+        raise ValueError(f"{containerd_version!r} is not a containerd version (like 1.7.24)")
     version = parse_version(containerd_version)
     if version < _OLDEST_CONTAINERD:
         raise ValueError(
