@@ -12,7 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_command import local, remote
 
-from components.bundle import REMOTE_COMMAND, bundle
+from components.bundle import REMOTE_COMMAND, bundle, holds_credentials
 from components.model import (
     CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, TOKEN_ANNOTATION, Settings,
 )
@@ -65,9 +65,6 @@ class NodeRuntime(pulumi.ComponentResource):
         }
 
         def node_step(step: str, script: str, variables: dict, files: dict | None, depends_on: list) -> remote.Command:
-            from components.bundle import holds_credentials
-            if step == "cleanup":  # what docker.removeData deletes: Docker's own data-root
-                variables = {**variables, "docker_data_root": plan.docker_data_root}
             stdin = bundle(script, {**common, **variables}, files)
             # A proxy URL can carry user:password@: such a bundle, and what the step prints, stay secret.
             secret = holds_credentials(files)
@@ -142,7 +139,9 @@ class NodeRuntime(pulumi.ComponentResource):
 
         self.done = node_step(
             "cleanup", "cleanup.sh",
-            {"docker_policy": settings.docker.mode, "docker_remove_data": str(settings.docker.remove_data).lower()},
+            {"docker_policy": settings.docker.mode, "docker_remove_data": str(settings.docker.remove_data).lower(),
+             # What docker.removeData deletes: Docker's own data-root.
+             "docker_data_root": plan.docker_data_root},
             None, [last],
         )
         # What the switch printed last, e.g. "switched runtime=containerd ... window_ms=8123".
