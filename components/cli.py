@@ -1,7 +1,8 @@
 """Command-line entry points that need no Pulumi engine: `python -m components.cli <command>`.
 
-`render` shows, offline, exactly which files a node would get: the runtime
-config, the rewritten kubelet flags/config and the daemon.json translation report.
+`render` shows, offline, exactly which files a node would get (the runtime
+config, the rewritten kubelet flags/config) and the daemon.json translation
+report: it computes them with the same `desired.desired_state` the program uses.
 """
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ import os
 import shutil
 import sys
 import tempfile
+import re
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from components import cli_stack, kubelet_flags
-from components.facts import KUBEADM_FLAGS, KUBELET_CONFIG
-from components.daemon_json import DaemonJsonError, DaemonTranslation, load_daemon_json, translate_daemon_json
-from components.model import CGROUP_DRIVERS, RUNTIMES, RuntimeTarget, check_image
-from components.render import containerd_config_version, render_runtime_files
+from components.config import ConfigError, parse_target
+from components.daemon_json import CONTAINERD_CONFIG, load_daemon_json, translate_daemon_json
+from components.desired import Blocked, DesiredState, desired_state
+from components.facts import DAEMON_JSON, KUBEADM_FLAGS, KUBELET_CONFIG, ORIGINAL_DAEMON_JSON, NodeFacts
+from components.model import CGROUP_DRIVERS, RUNTIMES, NodeSpec, RuntimeTarget, check_image
+from components.render import containerd_config_version
 
 REPORT_NAME = "translation-report.json"
 
@@ -47,97 +51,105 @@ def _read(path: str | None, option: str, problems: _Problems) -> str | None:
 
 # --- render ------------------------------------------------------------------
 
+# The node files render reads, at their node paths (under --from, or given one by one).
+_FROM_FILES = (KUBEADM_FLAGS, KUBELET_CONFIG, DAEMON_JSON, ORIGINAL_DAEMON_JSON, CONTAINERD_CONFIG)
+# shimless' own header in a containerd config it rendered names the version it was rendered for.
+_RENDERED_FOR = re.compile(r"^# Managed by shimless; rendered for containerd (\S+) ", re.M)
+
 
 def _add_render(subparsers) -> None:
     render = subparsers.add_parser(
         "render",
         help="render a node's runtime config and kubelet files into a directory",
         description="Render, without touching any node, the files shimless would write to a "
-        "node (at their node paths under --out) plus translation-report.json.",
+        "node (at their node paths under --out) plus translation-report.json. With --stack, "
+        "--node and --from: exactly what `pulumi up` would write to that node.",
     )
     # Nothing is `required=`/`choices=` here: _render validates everything itself so
     # that all problems are reported at once, one line each.
-    render.add_argument("--runtime", help="containerd or cri-o")
+    render.add_argument("--stack", help="stack name: the node's target from stacks/Pulumi.NAME.yaml")
+    render.add_argument("--node", help="with --stack: the node's name in the stack")
+    render.add_argument("--from", dest="from_dir", metavar="DIR", help="with --stack: a directory holding "
+                        "the node's current files at their node paths (e.g. a copy of "
+                        "/var/lib/shimless/backup/original/)")
+    render.add_argument("--runtime", help="containerd or cri-o (without --stack)")
     render.add_argument(
         "--containerd-version",
         default="",
-        help="containerd version on the node, e.g. 1.6.20 or 2.0.4 (default: assume 1.x)",
+        help="containerd version on the node, e.g. 1.6.20 or 2.0.4 (default: the version a "
+        "shimless-rendered config.toml under --from names, else assume 1.x)",
     )
+    render.add_argument("--crio-version", default="", help="CRI-O version on the node (shown in the report)")
     render.add_argument("--kubelet-version", help="kubelet version, e.g. v1.23.17")
     render.add_argument("--kubelet-flags", metavar="FILE", help="the node's kubeadm-flags.env")
     render.add_argument("--kubelet-config", metavar="FILE", help="the node's /var/lib/kubelet/config.yaml")
     render.add_argument("--daemon-json", metavar="FILE", help="the node's /etc/docker/daemon.json")
-    render.add_argument(
-        "--cgroup-driver",
-        default="auto",
-        help="auto (from --kubelet-config, else --daemon-json), systemd or cgroupfs",
-    )
-    render.add_argument("--pause-image", help="pause image (default: the node's "
-                        "--pod-infra-container-image, else the project default)")
+    render.add_argument("--cgroup-driver", help="auto (the kubelet's, the default), systemd or cgroupfs "
+                        "(without --stack)")
+    render.add_argument("--pause-image", help="pause image (default: the target's pauseImage)")
     render.add_argument("--out", metavar="DIR", help="directory to write the files into")
     render.set_defaults(handler=_render)
 
 
-def _resolve_cgroup_driver(
-    choice: str,
-    config_text: str | None,
-    translation: DaemonTranslation | None,
-    problems: _Problems,
-    warnings: list[str],
-) -> tuple[str | None, str]:
-    kubelet_driver = None
-    if config_text is not None:
-        kubelet_driver = kubelet_flags.kubelet_cgroup_driver(config_text)
-    if translation is not None and kubelet_driver and translation.docker_cgroup_driver != kubelet_driver:
-        warnings.append(
-            f"daemon.json's cgroup driver ({translation.docker_cgroup_driver}) differs from the "
-            f"kubelet's ({kubelet_driver}); the kubelet's is used"
-        )
-    if choice != "auto":
-        if kubelet_driver and kubelet_driver != choice:
-            problems.append(
-                f"--cgroup-driver {choice} differs from the kubelet's cgroupDriver "
-                f"({kubelet_driver}); the runtime and the kubelet must use the same driver"
-            )
-            return None, ""
-        return choice, "--cgroup-driver"
-    if kubelet_driver:
-        return kubelet_driver, "kubelet config"
-    if translation is not None:
-        return translation.docker_cgroup_driver, "daemon.json"
-    problems.append(
-        "--cgroup-driver auto needs --kubelet-config or --daemon-json; "
-        "or pass --cgroup-driver systemd|cgroupfs"
-    )
-    return None, ""
+class _RenderInputs(NamedTuple):
+    """A node as render sees it: its facts and target, and where each came from."""
+
+    facts: NodeFacts
+    target: RuntimeTarget
+    labels: dict[str, str]  # node path -> the option and file it was read from
+    pause_source: str
+    driver_source: str
 
 
 def _render(args: argparse.Namespace) -> int:
     problems = _Problems()
-    warnings: list[str] = []
+    inputs = _stack_inputs(args, problems) if args.stack or args.node or args.from_dir \
+        else _file_inputs(args, problems)
+    if problems or inputs is None:
+        return problems.report("render")
+    try:
+        desired = desired_state(inputs.facts, inputs.target)
+    except Blocked as exc:
+        problems.append(_labelled(str(exc), inputs.labels))
+        return problems.report("render")
+    report = _render_report(inputs, desired)
+    files_and_report = {**desired.files, "/" + REPORT_NAME: json.dumps(report, indent=2, sort_keys=True) + "\n"}
+    try:
+        _write_all(args.out, files_and_report)
+    except OSError as err:
+        problems.append(f"--out {args.out}: cannot write: {err.strerror or err}")
+        return problems.report("render")
+    for warning in desired.warnings:
+        print(f"shimless render: warning: {warning}", file=sys.stderr)
+    for node_path in sorted(desired.files):
+        print(os.path.join(args.out, node_path.lstrip("/")))
+    print(os.path.join(args.out, REPORT_NAME))
+    return 0
 
-    runtime = args.runtime
-    if runtime is None:
-        problems.append("--runtime is required (containerd or cri-o)")
-    elif runtime not in RUNTIMES:
-        problems.append(f"--runtime: unknown runtime {runtime!r} (expected {' or '.join(RUNTIMES)})")
-        runtime = None
+
+def _labelled(reason: str, labels: dict[str, str]) -> str:
+    """A reason naming a node path, naming the option and file it was read from instead."""
+    for node_path, label in labels.items():
+        if reason.startswith(node_path + ": "):
+            return label + reason[len(node_path):]
+    return reason
+
+
+def _check_common_options(args: argparse.Namespace, problems: _Problems) -> str | None:
+    """The options both forms take; returns the kubelet version as `kubelet --version` prints it."""
+    version = None
     if args.kubelet_version is None:
         problems.append("--kubelet-version is required (e.g. v1.23.17)")
     else:
         try:
-            kubelet_flags.parse_kubelet_version(args.kubelet_version)
+            version = "v{}.{}.{}".format(*kubelet_flags.parse_kubelet_version(args.kubelet_version))
         except ValueError as err:
             problems.append(f"--kubelet-version: {err}")
-    if runtime == "containerd":
+    if args.containerd_version:
         try:
             containerd_config_version(args.containerd_version)
         except ValueError as err:
             problems.append(f"--containerd-version: {err}")
-    if args.cgroup_driver not in CGROUP_DRIVERS:
-        problems.append(
-            f"--cgroup-driver: {args.cgroup_driver!r} is not one of {', '.join(CGROUP_DRIVERS)}"
-        )
     if args.pause_image is not None:
         try:
             check_image(args.pause_image)
@@ -145,137 +157,164 @@ def _render(args: argparse.Namespace) -> int:
             problems.append(f"--pause-image: {err}")
     if not args.out:
         problems.append("--out is required (directory to write into)")
+    return version
+
+
+def _check_node_files(files: dict[str, str], labels: dict[str, str], runtime: str | None,
+                      problems: _Problems) -> None:
+    """Each node file on its own, so that every bad one is reported at once, named by its option."""
+    checks = {
+        KUBEADM_FLAGS: lambda text: kubelet_flags.kubeadm_flag_value(text, kubelet_flags.POD_INFRA_FLAG),
+        KUBELET_CONFIG: kubelet_flags.kubelet_cgroup_driver,
+        DAEMON_JSON: lambda text: translate_daemon_json(load_daemon_json(text), runtime) if runtime
+        else load_daemon_json(text),
+    }
+    checks[ORIGINAL_DAEMON_JSON] = checks[DAEMON_JSON]
+    for node_path, check in checks.items():
+        if node_path in files:
+            try:
+                check(files[node_path])
+            except ValueError as err:
+                problems.append(f"{labels[node_path]}: {err}")
+
+
+def _node_facts(kubelet_version: str | None, runtime_versions: dict[str, str],
+                files: dict[str, str]) -> NodeFacts:
+    """What the probe would report of a node holding `files`, for desired_state."""
+    facts = {"kubelet.version": kubelet_version or "", **runtime_versions}
+    return NodeFacts(facts=facts, files=files)
+
+
+def _file_inputs(args: argparse.Namespace, problems: _Problems) -> _RenderInputs | None:
+    """render --runtime ... --kubelet-flags FILE [--kubelet-config FILE] [--daemon-json FILE]:
+    the target is Pulumi.yaml's default target with --runtime, --cgroup-driver and --pause-image."""
+    runtime = args.runtime
+    if runtime is None:
+        problems.append("--runtime is required (containerd or cri-o)")
+    elif runtime not in RUNTIMES:
+        problems.append(f"--runtime: unknown runtime {runtime!r} (expected {' or '.join(RUNTIMES)})")
+        runtime = None
+    version = _check_common_options(args, problems)
+    driver = args.cgroup_driver or "auto"
+    if driver not in CGROUP_DRIVERS:
+        problems.append(f"--cgroup-driver: {driver!r} is not one of {', '.join(CGROUP_DRIVERS)}")
     if args.kubelet_flags is None:
         problems.append("--kubelet-flags is required (the node's kubeadm-flags.env)")
-
-    flags_text = _read(args.kubelet_flags, "--kubelet-flags", problems)
-    config_text = _read(args.kubelet_config, "--kubelet-config", problems)
-    if config_text is not None:
-        try:
-            kubelet_flags.kubelet_cgroup_driver(config_text)
-        except ValueError as err:
-            problems.append(f"--kubelet-config {args.kubelet_config}: {err}")
-            config_text = None
-    daemon_text = _read(args.daemon_json, "--daemon-json", problems)
-    translation = None
-    if daemon_text is not None:
-        try:
-            daemon = load_daemon_json(daemon_text)
-            if runtime is not None:
-                translation = translate_daemon_json(daemon, runtime)
-        except DaemonJsonError as err:
-            problems.append(f"--daemon-json {args.daemon_json}: {err}")
-    if problems:
-        return problems.report("render")
-    # Inputs are individually sound: now combine them.
-
-    cgroup_driver, driver_source = _resolve_cgroup_driver(
-        args.cgroup_driver, config_text, translation, problems, warnings
-    )
-    try:
-        old_pause = kubelet_flags.kubeadm_flag_value(flags_text, kubelet_flags.POD_INFRA_FLAG)
-        old_cni_bin = kubelet_flags.kubeadm_flag_value(flags_text, "cni-bin-dir")
-        old_cni_conf = kubelet_flags.kubeadm_flag_value(flags_text, "cni-conf-dir")
-    except ValueError as err:
-        problems.append(f"--kubelet-flags {args.kubelet_flags}: {err}")
-        return problems.report("render")
-    target = RuntimeTarget(runtime=runtime)
-    pause_source = "default"
-    if args.pause_image:
-        target, pause_source = replace(target, pause_image=args.pause_image), "--pause-image"
-    elif old_pause:
-        target, pause_source = replace(target, pause_image=old_pause), "--pod-infra-container-image"
-    if old_cni_bin:
-        # The kubelet took a comma-separated list; the runtime config takes its first dir.
-        target = replace(target, cni_bin_dir=old_cni_bin.split(",")[0])
-    if old_cni_conf:
-        target = replace(target, cni_conf_dir=old_cni_conf)
-
-    endpoint_in_config = config_text is not None and kubelet_flags.endpoint_belongs_in_config(
-        args.kubelet_version, config_text
-    )
     files: dict[str, str] = {}
-    flags_report: dict = {}
-    config_report: dict | None = None
-    kubelet_settings = translation.kubelet_settings if translation else {}
-    try:
-        rewrite = kubelet_flags.rewrite_kubeadm_flags(
-            flags_text, args.kubelet_version, target.cri_endpoint, endpoint_in_config=endpoint_in_config
-        )
-        files[KUBEADM_FLAGS] = rewrite.text
-        flags_report = {
-            "added": list(rewrite.added),
-            "removed": list(rewrite.removed),
-            "notes": list(rewrite.notes),
-        }
-    except ValueError as err:
-        problems.append(f"--kubelet-flags {args.kubelet_flags}: {err}")
-    if config_text is not None:
-        try:
-            files[KUBELET_CONFIG] = kubelet_flags.rewrite_kubelet_config(
-                config_text,
-                cri_endpoint=target.cri_endpoint if endpoint_in_config else None,
-                settings=kubelet_settings,
-            )
-        except ValueError as err:
-            problems.append(f"--kubelet-config {args.kubelet_config}: {err}")
-        else:
-            existing = {
-                key: kubelet_flags.kubelet_config_value(config_text, key)
-                for key in kubelet_settings
-            }
-            existing = {key: value for key, value in existing.items() if value is not None}
-            config_report = {
-                "containerRuntimeEndpoint": target.cri_endpoint if endpoint_in_config else None,
-                "applied": sorted(key for key in kubelet_settings if key not in existing),
-                "kept_existing": {
-                    key: existing[key] for key in sorted(kubelet_settings) if key in existing
-                },
-            }
-    elif kubelet_settings:
-        warnings.append(
-            "daemon.json log settings need the kubelet config; pass --kubelet-config to apply "
-            + ", ".join(f"{key}={value}" for key, value in sorted(kubelet_settings.items()))
-        )
-    if cgroup_driver is not None:
-        try:
-            files.update(
-                render_runtime_files(
-                    target,
-                    containerd_version=args.containerd_version,
-                    cgroup_driver=cgroup_driver,
-                    translation=translation,
-                )
-            )
-        except ValueError as err:
-            problems.append(f"render: {err}")
+    labels: dict[str, str] = {}
+    for node_path, option, path in ((KUBEADM_FLAGS, "--kubelet-flags", args.kubelet_flags),
+                                    (KUBELET_CONFIG, "--kubelet-config", args.kubelet_config),
+                                    (DAEMON_JSON, "--daemon-json", args.daemon_json)):
+        text = _read(path, option, problems)
+        if text is not None:
+            files[node_path], labels[node_path] = text, f"{option} {path}"
+    _check_node_files(files, labels, runtime, problems)
     if problems:
-        return problems.report("render")
+        return None
+    # render writes files only: the install source plays no part, and the
+    # runtime is the one the node has (--containerd-version).
+    overrides = {"runtime": runtime, "cgroupDriver": driver, "source": "preinstalled"}
+    if args.pause_image:
+        overrides["pauseImage"] = args.pause_image
+    target = parse_target(overrides)
+    facts = _node_facts(version, _runtime_versions(args, files), files)
+    return _RenderInputs(facts, target, labels, "--pause-image" if args.pause_image else "target.pauseImage default",
+                         _driver_source(target, files, "--cgroup-driver"))
 
-    report = {
-        "runtime": runtime,
-        "kubelet_version": args.kubelet_version,
-        "containerd_version": args.containerd_version if runtime == "containerd" else None,
-        "cgroup_driver": {"value": cgroup_driver, "source": driver_source},
-        "pause_image": {"value": target.pause_image, "source": pause_source},
-        "daemon_json": translation.report() if translation else None,
-        "kubelet_flags": flags_report,
-        "kubelet_config": config_report,
-        "warnings": warnings,
-        "files": sorted(files),
-    }
-    files_and_report = {**files, "/" + REPORT_NAME: json.dumps(report, indent=2, sort_keys=True) + "\n"}
+
+def _stack_inputs(args: argparse.Namespace, problems: _Problems) -> _RenderInputs | None:
+    """render --stack NAME --node NODE --from DIR: the node's target from the
+    stack, its files from DIR at their node paths."""
+    for option, value in (("--stack", args.stack), ("--node", args.node), ("--from", args.from_dir)):
+        if not value:
+            problems.append(f"{option} is required with --stack, --node and --from")
+    for option, value in (("--runtime", args.runtime), ("--cgroup-driver", args.cgroup_driver),
+                          ("--kubelet-flags", args.kubelet_flags), ("--kubelet-config", args.kubelet_config),
+                          ("--daemon-json", args.daemon_json)):
+        if value is not None:
+            problems.append(f"{option}: not with --stack (the stack and --from decide it)")
+    version = _check_common_options(args, problems)
+    node = _stack_node(args.stack, args.node, problems) if args.stack and args.node else None
+    files: dict[str, str] = {}
+    labels: dict[str, str] = {}
+    if args.from_dir and not os.path.isdir(args.from_dir):
+        problems.append(f"--from {args.from_dir}: not a directory")
+    elif args.from_dir:
+        for node_path in _FROM_FILES:
+            path = os.path.join(args.from_dir, node_path.lstrip("/"))
+            text = _read(path, "--from", problems) if os.path.isfile(path) else None
+            if text is not None:
+                files[node_path], labels[node_path] = text, f"--from {path}"
+    if node is None or problems:
+        return None
+    _check_node_files(files, labels, node.target.runtime, problems)
+    if problems:
+        return None
+    target = replace(node.target, pause_image=args.pause_image) if args.pause_image else node.target
+    facts = _node_facts(version, _runtime_versions(args, files), files)
+    return _RenderInputs(facts, target, labels, "--pause-image" if args.pause_image else "target.pauseImage",
+                         _driver_source(target, files, "target.cgroupDriver"))
+
+
+def _stack_node(stack: str, name: str, problems: _Problems) -> NodeSpec | None:
+    """The node `name` of the stack, its target validated as preview validates it."""
     try:
-        _write_all(args.out, files_and_report)
-    except OSError as err:
-        problems.append(f"--out {args.out}: cannot write: {err.strerror or err}")
-        return problems.report("render")
-    for warning in warnings:
-        print(f"shimless render: warning: {warning}", file=sys.stderr)
-    for node_path in sorted(files):
-        print(os.path.join(args.out, node_path.lstrip("/")))
-    print(os.path.join(args.out, REPORT_NAME))
-    return 0
+        _, settings = cli_stack.stack_settings(stack)
+    except ConfigError as exc:
+        problems.extend(f"--stack {stack}: {problem}" for problem in exc.problems)
+        return None
+    node = next((node for node in settings.nodes if node.name == name), None)
+    if node is None:
+        problems.append(f"--node {name}: not a node of stack {stack} "
+                        f"({', '.join(node.name for node in settings.nodes)})")
+    return node
+
+
+def _runtime_versions(args: argparse.Namespace, files: dict[str, str]) -> dict[str, str]:
+    """The runtime versions as the probe reports them: from the options, else
+    from the header of a containerd config shimless rendered."""
+    rendered = _RENDERED_FOR.search(files.get(CONTAINERD_CONFIG, ""))
+    containerd = args.containerd_version or (rendered.group(1) if rendered else "")
+    return {"containerd.version": containerd, "crio.version": args.crio_version}
+
+
+def _driver_source(target: RuntimeTarget, files: dict[str, str], explicit: str) -> str:
+    if target.cgroup_driver != "auto":
+        return explicit
+    return "kubelet config" if KUBELET_CONFIG in files else "kubelet default"
+
+
+def _render_report(inputs: _RenderInputs, desired: DesiredState) -> dict:
+    """translation-report.json: what was rendered, from what, and what was not carried over."""
+    target, facts = inputs.target, inputs.facts
+    return {
+        "runtime": target.runtime,
+        "kubelet_version": facts.kubelet_version,
+        "containerd_version": desired.runtime_version if target.runtime == "containerd" else None,
+        "cgroup_driver": {"value": desired.cgroup_driver, "source": inputs.driver_source},
+        "pause_image": {"value": target.pause_image, "source": inputs.pause_source},
+        "daemon_json": desired.translation.report() if desired.translation else None,
+        "kubelet_flags": {"added": list(desired.flags.added), "removed": list(desired.flags.removed),
+                          "notes": list(desired.flags.notes)},
+        "kubelet_config": _kubelet_config_report(facts, target, desired),
+        "warnings": desired.warnings,
+        "files": sorted(desired.files),
+    }
+
+
+def _kubelet_config_report(facts: NodeFacts, target: RuntimeTarget, desired: DesiredState) -> dict | None:
+    """Which daemon.json settings went into config.yaml and which the kubelet already had."""
+    if KUBELET_CONFIG not in desired.files:
+        return None
+    settings = desired.translation.kubelet_settings if desired.translation else {}
+    old = facts.files.get(KUBELET_CONFIG, "")
+    existing = {key: kubelet_flags.kubelet_config_value(old, key) for key in settings} if old else {}
+    existing = {key: value for key, value in existing.items() if value is not None}
+    return {
+        "containerRuntimeEndpoint": target.cri_endpoint if desired.endpoint_in_config else None,
+        "applied": sorted(key for key in settings if key not in existing),
+        "kept_existing": {key: existing[key] for key in sorted(existing)},
+    }
 
 
 def _write_all(out: str, files: dict[str, str]) -> None:

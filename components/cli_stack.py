@@ -20,7 +20,7 @@ from components.ssh import MAX_PARALLEL_PROBES, probe_nodes
 STACKS_DIR = PROJECT_FILE.parent / "stacks"
 
 
-def _stack_file(stack: str) -> Path:
+def stack_file(stack: str) -> Path:
     return STACKS_DIR / f"Pulumi.{stack}.yaml"
 
 
@@ -28,6 +28,15 @@ def _fail(command: str, problems: list[str], code: int = 2) -> int:
     for problem in problems:
         print(f"shimless {command}: {problem}", file=sys.stderr)
     return code
+
+
+def stack_settings(stack: str) -> tuple[dict, Settings]:
+    """The stack file's raw config (secrets as placeholders) and its validated settings."""
+    path = stack_file(stack)
+    if not path.is_file():
+        raise ConfigError([f"no stack file {path}"])
+    raw = read_stack_file(path)
+    return raw, parse_settings(raw, schema_defaults(), encrypted=encrypted_keys(raw))
 
 
 def add_check_config(subparsers) -> None:
@@ -38,12 +47,8 @@ def add_check_config(subparsers) -> None:
 
 def check_config(args) -> int:
     """The checks preview makes before touching anything, from the stack file alone."""
-    path = _stack_file(args.stack)
-    if not path.is_file():
-        return _fail("check-config", [f"no stack file {path}"])
     try:
-        raw = read_stack_file(path)
-        settings = parse_settings(raw, schema_defaults(), encrypted=encrypted_keys(raw))
+        raw, settings = stack_settings(args.stack)
         private_keys(raw, settings)
         if raw.get("kubeconfigPath"):
             kubeconfig_text(raw, settings)
@@ -66,7 +71,7 @@ def add_drift(subparsers) -> None:
 def load_stack_config(stack: str) -> tuple[dict, set[str]]:
     """The stack's config with secrets decrypted through the Pulumi CLI when the
     stack holds any (plain files need no CLI), and the keys stored encrypted."""
-    raw = read_stack_file(_stack_file(stack))
+    raw = read_stack_file(stack_file(stack))
     encrypted = encrypted_keys(raw)
     if encrypted and shutil.which("pulumi"):
         done = subprocess.run(["pulumi", "config", "--show-secrets", "--json", "--stack", stack],

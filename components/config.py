@@ -317,6 +317,17 @@ def _parse_target(check: _Checker, obj: Any, key: str, node: str | None) -> Runt
     )
 
 
+def parse_target(overrides: dict[str, Any], defaults: dict[str, Any] | None = None) -> RuntimeTarget:
+    """The fleet target from Pulumi.yaml's default with `overrides` (target keys)
+    merged over it, validated as the stack's is; ConfigError naming each problem."""
+    defaults = schema_defaults() if defaults is None else defaults
+    check = _Checker([])
+    target = _parse_target(check, {**defaults["target"], **overrides}, "target", None)
+    if check.problems:
+        raise ConfigError(check.problems)
+    return target
+
+
 def _parse_node(
     check: _Checker, index: int, raw: Any, defaults: dict[str, Any], fleet_target: dict, *,
     allow_unpinned: bool, has_default_key: bool, encrypted: Collection[str] | None,

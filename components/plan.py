@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
-from components import daemon_json, kubelet_flags, render
 from components.daemon_json import DEFAULT_ROOTS, DOCKER_DEFAULT_DATA_ROOT
-from components.facts import KUBEADM_FLAGS, KUBELET_CONFIG, NodeFacts
+from components.desired import Blocked, desired_state
+from components.facts import NodeFacts
 from components.model import (
     CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, DockerPolicy, NodeSpec, RolloutPolicy, RuntimeTarget,
     Settings,
@@ -89,30 +87,6 @@ class NodePlan:
         }
 
 
-class _Blocked(Exception):
-    """The node cannot be planned safely; the message is the reason, in one line."""
-
-
-@contextmanager
-def _reading(source: str) -> Iterator[None]:
-    """A ValueError while planning from `source` (a file on the node, a command's
-    output) blocks that node with a one-line reason naming the source."""
-    try:
-        yield
-    except ValueError as exc:
-        message = " ".join(str(exc).split()).removeprefix(f"{posixpath.basename(source)}: ")
-        raise _Blocked(f"{source}: {message}") from None
-
-
-class _Desired(NamedTuple):
-    files: dict[str, str]
-    cgroup_driver: str
-    runtime_version: str
-    flags: kubelet_flags.FlagsRewrite
-    translation: daemon_json.DaemonTranslation | None
-    warnings: list[str]
-
-
 def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
               docker_socket_pods: tuple[str, ...] = (), allow_docker_socket_workloads: bool = False,
               api_drift: tuple[Drift, ...] = (), stamp: str = "",
@@ -146,8 +120,8 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
                         reason=f"the API has no Node {node.name} (re-installed and not re-joined?): "
                                "join it to the cluster first, then re-run")
     try:
-        desired = _desired_state(node, facts, version, before)
-    except _Blocked as exc:
+        desired = desired_state(facts, target)
+    except Blocked as exc:
         return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
                         reason=str(exc))
     files, warnings = desired.files, desired.warnings
@@ -195,78 +169,6 @@ def _data_removal_problem(data_root: str, runtime_root: str) -> str:
         return f"it holds the new runtime's root {runtime_root} (daemon.json data-root is carried beneath it)"
     kept = [path for path in _KEPT_BY_PURGE if within(path, data_root) or within(data_root, path)]
     return f"it is a system directory or lies in one ({kept[0]})" if kept else ""
-
-
-def _text_of(facts: NodeFacts, path: str) -> str:
-    """A file shimless rewrites or translates; one it cannot read as text blocks the node."""
-    if path in facts.unreadable:
-        raise _Blocked(f"{path}: {facts.unreadable[path]}; shimless does not rewrite a file it cannot read")
-    return facts.files.get(path, "")
-
-
-def _desired_state(node: NodeSpec, facts: NodeFacts, version: str, before: str) -> _Desired:
-    """Every file the node should have, from its own files; _Blocked when they cannot be read."""
-    target = node.target
-    warnings: list[str] = []
-    with _reading("kubelet --version"):
-        kubelet_flags.parse_kubelet_version(version)
-    flags_text = _text_of(facts, KUBEADM_FLAGS)
-    config_text = _text_of(facts, KUBELET_CONFIG)
-    with _reading(KUBELET_CONFIG):
-        kubelet_driver = kubelet_flags.kubelet_cgroup_driver(config_text)
-    if target.cgroup_driver == "auto":
-        cgroup_driver = kubelet_driver
-    else:
-        cgroup_driver = target.cgroup_driver
-        if cgroup_driver != kubelet_driver:
-            raise _Blocked(f"target.cgroupDriver is {cgroup_driver} but the kubelet uses {kubelet_driver}; "
-                           "changing the driver of a joined node is unsafe: use cgroupDriver auto")
-
-    translation = None
-    daemon_path = facts.daemon_json_path
-    daemon_text = _text_of(facts, daemon_path)
-    if daemon_text.strip():
-        # Docker's settings not accounted for would be lost without a word: block.
-        with _reading(daemon_path):
-            translation = daemon_json.translate_daemon_json(daemon_json.load_daemon_json(daemon_text),
-                                                            target.runtime)
-    if translation is not None and translation.docker_cgroup_driver != kubelet_driver and before == "docker":
-        warnings.append(f"Docker used cgroup driver {translation.docker_cgroup_driver} but the kubelet "
-                        f"{kubelet_driver}; the runtime gets the kubelet's")
-
-    runtime_version = target.version or (facts.containerd_version if target.runtime == "containerd"
-                                         else facts.get("crio.version"))
-    if target.runtime == "containerd" and not runtime_version:
-        warnings.append("containerd version unknown until installed: rendered for 1.6/1.7 (config version 2)")
-    if target.runtime == "containerd" and not target.version:
-        # Docker 20.10 nodes ship containerd 1.4. Prestage keeps the containerd
-        # Docker runs on unless target.version asks for another, so an old one
-        # is not upgraded behind the operator's back: it blocks the node.
-        try:
-            render.containerd_config_version(runtime_version)
-        except ValueError as exc:
-            raise _Blocked(f"`containerd --version` on the node: {exc}; set shimless:target.version "
-                           "(1.6 or newer) to have prestage install that version, or upgrade containerd "
-                           "on the node first") from None
-    with _reading("the rendered runtime config"):
-        files = render.render_runtime_files(
-            target, containerd_version=runtime_version if target.runtime == "containerd" else "",
-            cgroup_driver=cgroup_driver, translation=translation)
-
-    with _reading(KUBELET_CONFIG):
-        in_config = kubelet_flags.endpoint_belongs_in_config(version, config_text)
-    with _reading(KUBEADM_FLAGS):
-        flags = kubelet_flags.rewrite_kubeadm_flags(flags_text, version, target.cri_endpoint,
-                                                    endpoint_in_config=in_config)
-    files[KUBEADM_FLAGS] = flags.text
-    settings = translation.kubelet_settings if translation is not None else {}
-    if config_text or in_config or settings:
-        with _reading(KUBELET_CONFIG):
-            files[KUBELET_CONFIG] = kubelet_flags.rewrite_kubelet_config(
-                config_text, cri_endpoint=target.cri_endpoint if in_config else None, settings=settings)
-    if before != target.runtime and before not in ("docker", "unknown"):
-        warnings.append(f"the kubelet is on {before}; shimless moves it to {target.runtime}")
-    return _Desired(files, cgroup_driver, runtime_version or "", flags, translation, warnings)
 
 
 def _drift(facts: NodeFacts, files: dict[str, str], runtime: str) -> list[Drift]:

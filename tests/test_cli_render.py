@@ -82,8 +82,8 @@ def test_render_containerd_writes_node_paths_and_report(node, capsys):
     )
     config = tomllib.loads((out / "etc/containerd/config.toml").read_text())
     cri = config["plugins"]["io.containerd.grpc.v1.cri"]
-    # The pause image the kubelet used to pass now lives in the runtime config.
-    assert cri["sandbox_image"] == "k8s.gcr.io/pause:3.6"
+    # As the program does: the target's pause image, not the kubelet's old flag.
+    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.6"
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
     kubelet = yaml.safe_load((out / "var/lib/kubelet/config.yaml").read_text())
     assert kubelet["containerLogMaxSize"] == "50Mi"
@@ -92,7 +92,7 @@ def test_render_containerd_writes_node_paths_and_report(node, capsys):
 
     report = json.loads((out / "translation-report.json").read_text())
     assert report["cgroup_driver"] == {"value": "systemd", "source": "kubelet config"}
-    assert report["pause_image"]["source"] == "--pod-infra-container-image"
+    assert report["pause_image"] == {"value": "registry.k8s.io/pause:3.6", "source": "target.pauseImage default"}
     assert report["kubelet_flags"]["removed"] == [
         "--network-plugin=cni",
         "--pod-infra-container-image=k8s.gcr.io/pause:3.6",
@@ -134,7 +134,7 @@ def test_render_crio_127_moves_endpoint_into_config(node, capsys):
     assert not (out / "etc/containerd").exists()
 
 
-def test_cgroup_driver_auto_falls_back_to_daemon_json(node, capsys):
+def test_without_kubelet_config_the_kubelet_default_driver_is_used_as_preview_does(node, capsys):
     code = main(
         args_for(
             node,
@@ -145,21 +145,14 @@ def test_cgroup_driver_auto_falls_back_to_daemon_json(node, capsys):
     )
     assert code == 0, capsys.readouterr().err
     report = json.loads((node / "out/translation-report.json").read_text())
-    assert report["cgroup_driver"] == {"value": "systemd", "source": "daemon.json"}
-    assert report["kubelet_config"] is None
-    # Log settings could not be applied without the kubelet config: say so.
-    assert any("--kubelet-config" in warning for warning in report["warnings"])
+    # The kubelet's own default (cgroupfs) wins over Docker's systemd, and says so.
+    assert report["cgroup_driver"] == {"value": "cgroupfs", "source": "kubelet default"}
+    assert any("Docker used cgroup driver systemd" in warning for warning in report["warnings"])
     assert "warning:" in capsys.readouterr().err
-
-
-def test_cgroup_driver_auto_without_sources_is_an_error(node, capsys):
-    code = main(args_for(node, "--runtime", "containerd", "--kubelet-version", "1.23"))
-    assert code == 2
-    assert capsys.readouterr().err == (
-        "shimless render: --cgroup-driver auto needs --kubelet-config or --daemon-json; "
-        "or pass --cgroup-driver systemd|cgroupfs\n"
-    )
-    assert not (node / "out").exists()
+    # daemon.json's log rotation goes into a new config.yaml, as on the node.
+    assert report["kubelet_config"]["applied"] == ["containerLogMaxFiles", "containerLogMaxSize"]
+    kubelet = yaml.safe_load((node / "out/var/lib/kubelet/config.yaml").read_text())
+    assert kubelet == {"containerLogMaxFiles": 3, "containerLogMaxSize": "50Mi"}
 
 
 def test_explicit_driver_must_match_the_kubelet(node, capsys):
@@ -173,7 +166,8 @@ def test_explicit_driver_must_match_the_kubelet(node, capsys):
         )
     )
     assert code == 2
-    assert "differs from the kubelet's cgroupDriver (systemd)" in capsys.readouterr().err
+    assert "cgroupDriver is cgroupfs but the kubelet uses systemd" in capsys.readouterr().err
+    assert not (node / "out").exists()
 
 
 def test_every_input_problem_is_reported_on_its_own_line(node, capsys):
