@@ -11,7 +11,7 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from components.model import RUNTIMES, RegistryMirror, check_mirror_endpoint, check_registry_host
 
@@ -204,8 +204,7 @@ def _is_cidr(entry: str) -> bool:
     return True
 
 
-def _string_list(daemon: dict, key: str) -> list[str]:
-    value = daemon[key]
+def _string_list(value: Any, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise DaemonJsonError(f"daemon.json: {key!r} must be a list of strings")
     return value
@@ -223,19 +222,45 @@ def _registry_targets(runtime: str, registry: str) -> str:
     return CRIO_REGISTRIES_DROP_IN
 
 
-class _Ledger:
-    """Collects carried / not-carried entries so each key is accounted for once."""
+class _Translation:
+    """A translation in progress: each handler adds what its key becomes, and
+    accounts for the key (carried, or not carried and why) exactly once."""
 
     def __init__(self, runtime: str) -> None:
         self.runtime = runtime
         self.carried: dict[str, str] = {}
         self.not_carried: dict[str, str] = {}
+        self.mirrors: tuple[RegistryMirror, ...] = ()
+        self.insecure: list[str] = []
+        self.cgroup_driver: str | None = None
+        self.data_root: str | None = None
+        self.runtime_root: str | None = None
+        self.default_ulimits: dict = {}
+        self.proxies: dict[str, str] = {}
+        self.log_driver = "json-file"
+        self.kubelet_settings: dict = {}
 
     def carry(self, key: str, to: str) -> None:
         self.carried[key] = to
 
     def drop(self, key: str, reason: str) -> None:
         self.not_carried[key] = reason.replace("{runtime}", self.runtime)
+
+    def result(self) -> DaemonTranslation:
+        return DaemonTranslation(
+            runtime=self.runtime,
+            registry_mirrors=self.mirrors,
+            insecure_registries=tuple(sorted(self.insecure)),
+            cgroup_driver=self.cgroup_driver,
+            docker_cgroup_driver=self.cgroup_driver or "cgroupfs",
+            data_root=self.data_root,
+            runtime_root=self.runtime_root,
+            default_ulimits=self.default_ulimits,
+            proxies=dict(sorted(self.proxies.items())),
+            kubelet_settings=dict(sorted(self.kubelet_settings.items())),
+            carried=tuple(sorted(self.carried.items())),
+            not_carried=tuple(sorted(self.not_carried.items())),
+        )
 
 
 # Docker's own keys nest three levels at most; anything far deeper is not a daemon.json.
@@ -284,159 +309,134 @@ def translate_daemon_json(daemon: dict, runtime: str) -> DaemonTranslation:
         raise DaemonJsonError(
             f"daemon.json must be a JSON object, not {type(daemon).__name__}"
         )
-    ledger = _Ledger(runtime)
-    handled: set[str] = set()
-
-    # registry-mirrors: Docker only ever uses them for Docker Hub.
-    mirrors: tuple[RegistryMirror, ...] = ()
-    if "registry-mirrors" in daemon:
-        handled.add("registry-mirrors")
-        endpoints: list[str] = []
-        for url in _string_list(daemon, "registry-mirrors"):
-            try:
-                endpoint = check_mirror_endpoint(url.strip())
-            except ValueError as err:
-                raise DaemonJsonError(f"daemon.json: 'registry-mirrors' entry {err}") from None
-            if endpoint not in endpoints:
-                endpoints.append(endpoint)
-        if endpoints:
-            mirrors = (RegistryMirror("docker.io", tuple(endpoints)),)
-            ledger.carry("registry-mirrors", _registry_targets(runtime, "docker.io"))
-        else:
-            ledger.drop("registry-mirrors", "empty list: nothing to carry")
-
-    insecure: list[str] = []
-    if "insecure-registries" in daemon:
-        handled.add("insecure-registries")
-        cidrs: list[str] = []
-        for entry in _string_list(daemon, "insecure-registries"):
-            entry = entry.strip()
-            if _is_cidr(entry):
-                cidrs.append(entry)
-                continue
-            # Docker accepts "host:port" and, leniently, a scheme prefix.
-            host = re.sub(r"^https?://", "", entry).rstrip("/")
-            try:
-                check_registry_host(host)
-            except ValueError:
-                raise DaemonJsonError(
-                    f"daemon.json: 'insecure-registries' entry {entry!r} is not a "
-                    "registry host[:port] or CIDR"
-                ) from None
-            if host not in insecure:
-                insecure.append(host)
-        if insecure:
-            if runtime == "containerd":
-                targets = ", ".join(_registry_targets(runtime, host) for host in sorted(insecure))
-            else:
-                targets = f"{CRIO_REGISTRIES_DROP_IN} (insecure = true)"
-            ledger.carry("insecure-registries", targets)
-        elif not cidrs:
-            ledger.drop("insecure-registries", "empty list: nothing to carry")
-        for cidr in cidrs:
-            ledger.drop(
-                f"insecure-registries[{cidr}]",
-                "{runtime} has no insecure-by-CIDR setting; list each registry host instead",
-            )
-
-    # exec-opts: only the cgroup driver has a new home.
-    cgroup_driver: str | None = None
-    if "exec-opts" in daemon:
-        handled.add("exec-opts")
-        options = _string_list(daemon, "exec-opts")
-        if not options:
-            ledger.drop("exec-opts", "empty list: nothing to carry")
-        for option in options:
-            name, _, value = option.partition("=")
-            name, value = name.strip(), value.strip()
-            if name == "native.cgroupdriver":
-                if value not in ("systemd", "cgroupfs"):
-                    raise DaemonJsonError(
-                        "daemon.json: 'exec-opts' native.cgroupdriver must be systemd or "
-                        f"cgroupfs, not {value!r}"
-                    )
-                cgroup_driver = value
-                to = (
-                    f"runc SystemdCgroup in {CONTAINERD_CONFIG}"
-                    if runtime == "containerd"
-                    else f"cgroup_manager in {CRIO_DROP_IN}"
-                )
-                ledger.carry(f"exec-opts.{name}", f"{to} (must equal the kubelet cgroupDriver)")
-            else:
-                ledger.drop(f"exec-opts.{name}", "no equivalent exec option in {runtime}")
-
-    data_root: str | None = None
-    runtime_root: str | None = None
-    for key in ("data-root", "graph"):  # "graph" is data-root's pre-17.05 name
-        if key not in daemon:
-            continue
-        handled.add(key)
-        value = daemon[key]
-        if not isinstance(value, str) or not value.startswith("/"):
-            raise DaemonJsonError(f"daemon.json: {key!r} must be an absolute path string")
-        if data_root is not None:
-            raise DaemonJsonError("daemon.json: 'data-root' and 'graph' are both set")
-        data_root = posixpath.normpath(value)
-        runtime_root = runtime_root_for(data_root, runtime)
-        where = "top-level root" if runtime == "containerd" else "[crio] root"
-        if runtime_root is None:
-            ledger.drop(key, f"{value} is Docker's default; {{runtime}} keeps its default root")
-        else:
-            target = CONTAINERD_CONFIG if runtime == "containerd" else CRIO_DROP_IN
-            ledger.carry(key, f"{where} = {runtime_root} in {target}")
-
-    default_ulimits: dict = {}
-    if "default-ulimits" in daemon:
-        handled.add("default-ulimits")
-        default_ulimits = _validate_ulimits(daemon["default-ulimits"])
-        if runtime == "cri-o":
-            ledger.carry("default-ulimits", f"default_ulimits in {CRIO_DROP_IN}")
-        else:
-            ledger.drop(
-                "default-ulimits",
-                "containerd sets rlimits only through a base runtime spec "
-                "(base_runtime_spec); set them per workload or in a base spec; not rendered",
-            )
-
-    proxies: dict[str, str] = {}
-    if "proxies" in daemon:
-        handled.add("proxies")
-        raw = _string_map(daemon["proxies"], "proxies")
-        for name, value in raw.items():
-            if name in PROXY_ENV_NAMES:
-                if "\n" in value or "\r" in value:
-                    raise DaemonJsonError(f"daemon.json: 'proxies.{name}' contains a newline")
-                proxies[name] = value
-                ledger.carry(
-                    f"proxies.{name}",
-                    f"{PROXY_ENV_NAMES[name]} in {PROXY_DROP_INS[runtime]}",
-                )
-            else:
-                ledger.drop(f"proxies.{name}", "unknown proxy setting")
-        if not raw:
-            ledger.drop("proxies", "empty object: nothing to carry")
-
-    kubelet_settings = _translate_logging(daemon, ledger, handled)
-
+    translation = _Translation(runtime)
+    # In the table's order, not the file's: log-opts depends on log-driver.
+    for key, handler in _HANDLERS.items():
+        if key in daemon:
+            handler(translation, key, daemon[key])
     for key in daemon:
-        if key in handled:
-            continue
-        ledger.drop(key, _NOT_CARRIED_REASONS.get(key, "no equivalent in {runtime}"))
+        if key not in _HANDLERS:
+            translation.drop(key, _NOT_CARRIED_REASONS.get(key, "no equivalent in {runtime}"))
+    return translation.result()
 
-    return DaemonTranslation(
-        runtime=runtime,
-        registry_mirrors=mirrors,
-        insecure_registries=tuple(sorted(insecure)),
-        cgroup_driver=cgroup_driver,
-        docker_cgroup_driver=cgroup_driver or "cgroupfs",
-        data_root=data_root,
-        runtime_root=runtime_root,
-        default_ulimits=default_ulimits,
-        proxies=dict(sorted(proxies.items())),
-        kubelet_settings=kubelet_settings,
-        carried=tuple(sorted(ledger.carried.items())),
-        not_carried=tuple(sorted(ledger.not_carried.items())),
-    )
+
+def _registry_mirrors(translation: _Translation, key: str, value: Any) -> None:
+    """Docker only ever uses its mirrors for Docker Hub."""
+    endpoints: list[str] = []
+    for url in _string_list(value, key):
+        try:
+            endpoint = check_mirror_endpoint(url.strip())
+        except ValueError as err:
+            raise DaemonJsonError(f"daemon.json: 'registry-mirrors' entry {err}") from None
+        if endpoint not in endpoints:
+            endpoints.append(endpoint)
+    if endpoints:
+        translation.mirrors = (RegistryMirror("docker.io", tuple(endpoints)),)
+        translation.carry(key, _registry_targets(translation.runtime, "docker.io"))
+    else:
+        translation.drop(key, "empty list: nothing to carry")
+
+
+def _insecure_registries(translation: _Translation, key: str, value: Any) -> None:
+    cidrs: list[str] = []
+    insecure = translation.insecure
+    for entry in _string_list(value, key):
+        entry = entry.strip()
+        if _is_cidr(entry):
+            cidrs.append(entry)
+            continue
+        # Docker accepts "host:port" and, leniently, a scheme prefix.
+        host = re.sub(r"^https?://", "", entry).rstrip("/")
+        try:
+            check_registry_host(host)
+        except ValueError:
+            raise DaemonJsonError(
+                f"daemon.json: 'insecure-registries' entry {entry!r} is not a "
+                "registry host[:port] or CIDR"
+            ) from None
+        if host not in insecure:
+            insecure.append(host)
+    if insecure:
+        if translation.runtime == "containerd":
+            targets = ", ".join(_registry_targets(translation.runtime, host) for host in sorted(insecure))
+        else:
+            targets = f"{CRIO_REGISTRIES_DROP_IN} (insecure = true)"
+        translation.carry(key, targets)
+    elif not cidrs:
+        translation.drop(key, "empty list: nothing to carry")
+    for cidr in cidrs:
+        translation.drop(
+            f"insecure-registries[{cidr}]",
+            "{runtime} has no insecure-by-CIDR setting; list each registry host instead",
+        )
+
+
+def _exec_opts(translation: _Translation, key: str, value: Any) -> None:
+    """Only the cgroup driver has a new home."""
+    options = _string_list(value, key)
+    if not options:
+        translation.drop(key, "empty list: nothing to carry")
+    for option in options:
+        name, _, setting = option.partition("=")
+        name, setting = name.strip(), setting.strip()
+        if name != "native.cgroupdriver":
+            translation.drop(f"exec-opts.{name}", "no equivalent exec option in {runtime}")
+            continue
+        if setting not in ("systemd", "cgroupfs"):
+            raise DaemonJsonError(
+                "daemon.json: 'exec-opts' native.cgroupdriver must be systemd or "
+                f"cgroupfs, not {setting!r}"
+            )
+        translation.cgroup_driver = setting
+        to = (
+            f"runc SystemdCgroup in {CONTAINERD_CONFIG}"
+            if translation.runtime == "containerd"
+            else f"cgroup_manager in {CRIO_DROP_IN}"
+        )
+        translation.carry(f"exec-opts.{name}", f"{to} (must equal the kubelet cgroupDriver)")
+
+
+def _data_root(translation: _Translation, key: str, value: Any) -> None:
+    """data-root, or "graph", its pre-17.05 name."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise DaemonJsonError(f"daemon.json: {key!r} must be an absolute path string")
+    if translation.data_root is not None:
+        raise DaemonJsonError("daemon.json: 'data-root' and 'graph' are both set")
+    runtime = translation.runtime
+    translation.data_root = posixpath.normpath(value)
+    translation.runtime_root = runtime_root_for(translation.data_root, runtime)
+    if translation.runtime_root is None:
+        translation.drop(key, f"{value} is Docker's default; {{runtime}} keeps its default root")
+    elif runtime == "containerd":
+        translation.carry(key, f"top-level root = {translation.runtime_root} in {CONTAINERD_CONFIG}")
+    else:
+        translation.carry(key, f"[crio] root = {translation.runtime_root} in {CRIO_DROP_IN}")
+
+
+def _default_ulimits(translation: _Translation, key: str, value: Any) -> None:
+    translation.default_ulimits = _validate_ulimits(value)
+    if translation.runtime == "cri-o":
+        translation.carry(key, f"default_ulimits in {CRIO_DROP_IN}")
+    else:
+        translation.drop(
+            key,
+            "containerd sets rlimits only through a base runtime spec "
+            "(base_runtime_spec); set them per workload or in a base spec; not rendered",
+        )
+
+
+def _proxies(translation: _Translation, key: str, value: Any) -> None:
+    raw = _string_map(value, key)
+    for name, setting in raw.items():
+        if name not in PROXY_ENV_NAMES:
+            translation.drop(f"proxies.{name}", "unknown proxy setting")
+            continue
+        if "\n" in setting or "\r" in setting:
+            raise DaemonJsonError(f"daemon.json: 'proxies.{name}' contains a newline")
+        translation.proxies[name] = setting
+        translation.carry(f"proxies.{name}", f"{PROXY_ENV_NAMES[name]} in {PROXY_DROP_INS[translation.runtime]}")
+    if not raw:
+        translation.drop(key, "empty object: nothing to carry")
 
 
 def _validate_ulimits(value: Any) -> dict:
@@ -457,63 +457,82 @@ def _validate_ulimits(value: Any) -> dict:
     return {name: dict(value[name]) for name in sorted(value)}
 
 
-def _translate_logging(daemon: dict, ledger: _Ledger, handled: set[str]) -> dict:
-    """log-driver / log-opts: file rotation moves to the kubelet."""
-    driver = "json-file"
-    if "log-driver" in daemon:
-        handled.add("log-driver")
-        driver = daemon["log-driver"]
-        if not isinstance(driver, str) or not driver:
-            raise DaemonJsonError("daemon.json: 'log-driver' must be a non-empty string")
-        if driver in _FILE_LOG_DRIVERS:
-            ledger.carry(
-                "log-driver",
-                "CRI log files under /var/log/pods rotated by the kubelet (lines change to the "
-                "CRI format; update parsers that expect Docker JSON)",
-            )
-        else:
-            ledger.drop(
-                "log-driver",
-                f"{{runtime}} writes container logs only to files under /var/log/pods; ship "
-                f"them with a node log agent instead of the {driver} driver",
-            )
-    files_rotated = driver in _FILE_LOG_DRIVERS
+def _log_driver(translation: _Translation, key: str, value: Any) -> None:
+    """File rotation moves to the kubelet; other drivers have no home."""
+    if not isinstance(value, str) or not value:
+        raise DaemonJsonError("daemon.json: 'log-driver' must be a non-empty string")
+    translation.log_driver = value
+    if value in _FILE_LOG_DRIVERS:
+        translation.carry(
+            key,
+            "CRI log files under /var/log/pods rotated by the kubelet (lines change to the "
+            "CRI format; update parsers that expect Docker JSON)",
+        )
+    else:
+        translation.drop(
+            key,
+            f"{{runtime}} writes container logs only to files under /var/log/pods; ship "
+            f"them with a node log agent instead of the {value} driver",
+        )
 
-    settings: dict = {}
-    if "log-opts" not in daemon:
-        return settings
-    handled.add("log-opts")
-    opts = _string_map(daemon["log-opts"], "log-opts")
+
+def _log_opts(translation: _Translation, key: str, value: Any) -> None:
+    """max-size and max-file of a file log driver become the kubelet's rotation."""
+    opts = _string_map(value, key)
     if not opts:
-        ledger.drop("log-opts", "empty object: nothing to carry")
-    for name, value in opts.items():
-        key = f"log-opts.{name}"
-        if name in ("max-size", "max-file") and not files_rotated:
-            ledger.drop(key, f"applies to the {driver} log driver only")
+        translation.drop(key, "empty object: nothing to carry")
+    driver = translation.log_driver
+    for name, setting in opts.items():
+        option = f"log-opts.{name}"
+        if name in ("max-size", "max-file") and driver not in _FILE_LOG_DRIVERS:
+            translation.drop(option, f"applies to the {driver} log driver only")
         elif name == "max-size":
-            if value.strip() == "-1":
-                ledger.drop(key, "unlimited in Docker; the kubelet always rotates (default 10Mi)")
-                continue
-            try:
-                settings["containerLogMaxSize"] = docker_size_to_quantity(value)
-            except ValueError as err:
-                raise DaemonJsonError(f"daemon.json: 'log-opts.max-size': {err}") from None
-            ledger.carry(key, "kubelet containerLogMaxSize")
+            _log_max_size(translation, option, setting)
         elif name == "max-file":
-            if not re.fullmatch(r"[0-9]+", value.strip()) or int(value) < 1:
-                raise DaemonJsonError(
-                    f"daemon.json: 'log-opts.max-file' must be a positive integer, not {value!r}"
-                )
-            files = int(value)
-            if files < 2:
-                # The kubelet rejects containerLogMaxFiles < 2.
-                settings["containerLogMaxFiles"] = 2
-                ledger.carry(key, "kubelet containerLogMaxFiles (raised to 2, the kubelet minimum)")
-            else:
-                settings["containerLogMaxFiles"] = files
-                ledger.carry(key, "kubelet containerLogMaxFiles")
+            _log_max_file(translation, option, setting)
         elif name == "compress":
-            ledger.drop(key, "the kubelet always compresses rotated container logs")
+            translation.drop(option, "the kubelet always compresses rotated container logs")
         else:
-            ledger.drop(key, f"log option of the {driver} driver; no equivalent for CRI log files")
-    return dict(sorted(settings.items()))
+            translation.drop(option, f"log option of the {driver} driver; no equivalent for CRI log files")
+
+
+def _log_max_size(translation: _Translation, option: str, value: str) -> None:
+    if value.strip() == "-1":
+        translation.drop(option, "unlimited in Docker; the kubelet always rotates (default 10Mi)")
+        return
+    try:
+        translation.kubelet_settings["containerLogMaxSize"] = docker_size_to_quantity(value)
+    except ValueError as err:
+        raise DaemonJsonError(f"daemon.json: 'log-opts.max-size': {err}") from None
+    translation.carry(option, "kubelet containerLogMaxSize")
+
+
+def _log_max_file(translation: _Translation, option: str, value: str) -> None:
+    if not re.fullmatch(r"[0-9]+", value.strip()) or int(value) < 1:
+        raise DaemonJsonError(
+            f"daemon.json: 'log-opts.max-file' must be a positive integer, not {value!r}"
+        )
+    files = int(value)
+    if files < 2:
+        # The kubelet rejects containerLogMaxFiles < 2.
+        translation.kubelet_settings["containerLogMaxFiles"] = 2
+        translation.carry(option, "kubelet containerLogMaxFiles (raised to 2, the kubelet minimum)")
+    else:
+        translation.kubelet_settings["containerLogMaxFiles"] = files
+        translation.carry(option, "kubelet containerLogMaxFiles")
+
+
+# Each daemon.json key with a home after Docker, and its handler; every other
+# key is reported as not carried (with _NOT_CARRIED_REASONS' reason). Adding a
+# key is one entry here.
+_HANDLERS: dict[str, Callable[[_Translation, str, Any], None]] = {
+    "registry-mirrors": _registry_mirrors,
+    "insecure-registries": _insecure_registries,
+    "exec-opts": _exec_opts,
+    "data-root": _data_root,
+    "graph": _data_root,
+    "default-ulimits": _default_ulimits,
+    "proxies": _proxies,
+    "log-driver": _log_driver,
+    "log-opts": _log_opts,
+}
