@@ -171,6 +171,16 @@ class NodeSpec:
         return self.role == "control-plane"
 
 
+def node_from_dict(data: dict) -> NodeSpec:
+    """A NodeSpec from `dataclasses.asdict(node)`, e.g. after a JSON round trip."""
+    target = dict(data["target"])
+    target["registry_mirrors"] = tuple(RegistryMirror(mirror["registry"], tuple(mirror["endpoints"]))
+                                       for mirror in target.get("registry_mirrors", ()))
+    target["insecure_registries"] = tuple(target.get("insecure_registries", ()))
+    bastion = Bastion(**data["bastion"]) if data.get("bastion") else None
+    return NodeSpec(**{**data, "target": RuntimeTarget(**target), "bastion": bastion})
+
+
 @dataclass(frozen=True)
 class DockerPolicy:
     mode: str = "keep"  # one of DOCKER_POLICIES

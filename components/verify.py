@@ -1,21 +1,65 @@
 """The verify step, run where Pulumi runs (`python3 -m components.verify`, a
 local command): wait until the Node is Ready with a heartbeat newer than the
-switch and reports the target runtime; if it never does, roll the node back
-over SSH (scripts/rollback.sh) and fail naming node and step.
+switch and reports the target runtime; if it never does and this run switched
+the node, roll it back over SSH (scripts/rollback.sh) and fail naming node and step.
 
-Input: one JSON object on stdin (it holds the kubeconfig and the SSH key, so
-the command's stdin is a secret)."""
+Input: a VerifyRequest as JSON on stdin (it holds the kubeconfig and the SSH
+key, so the command's stdin is a secret)."""
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
 
+from components import protocol
 from components.kube import KubectlError, kubectl_json
-from components.model import Bastion, NodeSpec, RuntimeTarget
+from components.model import RUNTIME_VERSION_PREFIX, NodeSpec, RuntimeTarget, node_from_dict
 from components.ssh import run_over_ssh
+
+POLL_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """Everything the verify step needs about one node and its switch."""
+
+    node: NodeSpec
+    kubeconfig: str
+    private_key: str
+    switch_output: str  # the switch step's stdout (scripts/switch.sh)
+    health_timeout: int  # seconds
+    rollback_bundle: str  # stdin for scripts/rollback.sh
+
+    @property
+    def runtime_prefix(self) -> str:
+        return RUNTIME_VERSION_PREFIX[self.node.target.runtime]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> VerifyRequest:
+        payload = json.loads(text)
+        if isinstance(payload.get("node"), dict):
+            return cls(**{**payload, "node": node_from_dict(payload["node"])})
+        return cls._from_legacy(payload)
+
+    @classmethod
+    def _from_legacy(cls, payload: dict) -> VerifyRequest:
+        """The payload NodeRuntime sends until it builds a VerifyRequest: the
+        node's SSH fields under "ssh" and the runtime as a version prefix. Role
+        and target play no part in verify or the rollback."""
+        ssh = payload["ssh"]
+        runtime = next(name for name, prefix in RUNTIME_VERSION_PREFIX.items()
+                       if prefix == payload["runtime_prefix"])
+        node = node_from_dict({**ssh, "role": "worker", "target": dataclasses.asdict(RuntimeTarget(runtime=runtime))})
+        return cls(node=node, kubeconfig=payload["kubeconfig"], private_key=payload["private_key"],
+                   switch_output=payload["switch_output"], health_timeout=payload["health_timeout"],
+                   rollback_bundle=payload["rollback_bundle"])
 
 
 def node_status(kubeconfig: str, name: str) -> dict:
@@ -35,42 +79,51 @@ def verdict(node: dict, runtime_prefix: str, since: datetime) -> tuple[bool, str
     return ok, f"Ready={ready.get('status', '?')} runtime={runtime or '?'} heartbeat={beat or '?'}"
 
 
-def rollback(payload: dict) -> str:
-    spec = payload["ssh"]
-    bastion = Bastion(**spec["bastion"]) if spec.get("bastion") else None
-    node = NodeSpec(name=spec["name"], host=spec["host"], port=spec["port"], user=spec["user"], role="worker",
-                    host_key=spec["host_key"], target=RuntimeTarget(), bastion=bastion)
-    done = run_over_ssh(node, payload["private_key"], payload["rollback_bundle"],
-                        timeout=payload["health_timeout"] + 120)
+def rollback(request: VerifyRequest) -> str:
+    done = run_over_ssh(request.node, request.private_key, request.rollback_bundle,
+                        timeout=request.health_timeout + 120)
     sys.stderr.write(done.stderr)
-    return "rolled back to its previous runtime" if done.returncode == 0 else \
+    try:
+        restored = done.returncode == 0 and protocol.parse_rollback(done.stdout) == "yes"
+    except protocol.ProtocolError:
+        restored = False
+    return "rolled back to its previous runtime" if restored else \
         f"ROLLBACK FAILED (exit {done.returncode}): restore it from /var/lib/shimless/backup/previous"
 
 
-def main() -> int:
-    payload = json.load(sys.stdin)
-    name = payload["node"]
-    if "switched" not in payload["switch_output"] and "in-sync" not in payload["switch_output"]:
+def verify(request: VerifyRequest, *, read_node: Callable[[str, str], dict] = node_status,
+           undo: Callable[[VerifyRequest], str] = rollback, sleep: Callable[[float], None] = time.sleep,
+           clock: Callable[[], float] = time.monotonic) -> int:
+    """0 once the API shows the node healthy on its runtime; otherwise 1, after
+    rolling the node back when this run switched it (never a node left in sync)."""
+    name = request.node.name
+    try:
+        switch = protocol.parse_switch(request.switch_output)
+    except protocol.ProtocolError as exc:
+        print(f"shimless[{name}] the switch's result is unreadable: {exc}", file=sys.stderr)
+        return 1
+    if switch is None or switch.outcome not in ("switched", "in-sync"):
         print(f"shimless[{name}] the switch reported nothing to verify", file=sys.stderr)
         return 1
-    match = re.search(r"docker_stopped_ms=(\d+)", payload["switch_output"])
-    since = datetime.fromtimestamp(int(match.group(1)) / 1000, timezone.utc) if match else \
-        datetime.fromtimestamp(0, timezone.utc)
-    deadline = time.monotonic() + payload["health_timeout"]
+    since = datetime.fromtimestamp(switch.docker_stopped_ms / 1000, timezone.utc)
+    deadline = clock() + request.health_timeout
     seen = "no answer from the API"
-    while time.monotonic() < deadline:
-        node = node_status(payload["kubeconfig"], name)
+    while clock() < deadline:
+        node = read_node(request.kubeconfig, name)
         if node:
-            ok, seen = verdict(node, payload["runtime_prefix"], since)
+            ok, seen = verdict(node, request.runtime_prefix, since)
             if ok:
                 print(f"verified {seen}")
                 return 0
-        time.sleep(2)
-    print(f"shimless[{name}] step 'verify' failed after {payload['health_timeout']}s: {seen}", file=sys.stderr)
-    if match:  # this run switched the node: undo it
-        outcome = rollback(payload)
-        print(f"shimless[{name}] node {name}: {outcome}", file=sys.stderr)
+        sleep(POLL_SECONDS)
+    print(f"shimless[{name}] step 'verify' failed after {request.health_timeout}s: {seen}", file=sys.stderr)
+    if switch.switched:
+        print(f"shimless[{name}] node {name}: {undo(request)}", file=sys.stderr)
     return 1
+
+
+def main() -> int:
+    return verify(VerifyRequest.from_json(sys.stdin.read()))
 
 
 if __name__ == "__main__":

@@ -91,16 +91,18 @@ def pulumi_mocks():
     import pulumi
     from pulumi.runtime.mocks import MockMonitor
 
+    from components.protocol import format_drain, format_preflight
+
     registrations: list[Registration] = []
 
     class Mocks(pulumi.runtime.Mocks):
         def new_resource(self, args):
             outputs = dict(args.inputs)
             if args.typ == "command:remote:Command":
-                outputs["stdout"] = "action=switch\n" if args.name.endswith("-preflight") else "ok\n"
+                outputs["stdout"] = format_preflight("switch") + "\n" if args.name.endswith("-preflight") else "ok\n"
                 outputs["stderr"] = ""
             if args.typ == "command:local:Command":
-                outputs["stdout"] = "was_unschedulable=false\n" if args.name.endswith("-drain") else "ok\n"
+                outputs["stdout"] = format_drain("false") + "\n" if args.name.endswith("-drain") else "ok\n"
                 outputs["stderr"] = ""
             return f"{args.name}-id", outputs
 
