@@ -84,8 +84,8 @@ def _add_render(subparsers) -> None:
     render.add_argument("--kubelet-flags", metavar="FILE", help="the node's kubeadm-flags.env")
     render.add_argument("--kubelet-config", metavar="FILE", help="the node's /var/lib/kubelet/config.yaml")
     render.add_argument("--daemon-json", metavar="FILE", help="the node's /etc/docker/daemon.json")
-    render.add_argument("--cgroup-driver", help="auto (the kubelet's, the default), systemd or cgroupfs "
-                        "(without --stack)")
+    render.add_argument("--cgroup-driver", help="auto (the kubelet's), systemd or cgroupfs; default: the "
+                        "target's cgroupDriver (without --stack)")
     render.add_argument("--pause-image", help="pause image (default: the target's pauseImage)")
     render.add_argument("--out", metavar="DIR", help="directory to write the files into")
     render.set_defaults(handler=_render)
@@ -195,9 +195,8 @@ def _file_inputs(args: argparse.Namespace, problems: _Problems) -> _RenderInputs
         problems.append(f"--runtime: unknown runtime {runtime!r} (expected {' or '.join(RUNTIMES)})")
         runtime = None
     version = _check_common_options(args, problems)
-    driver = args.cgroup_driver or "auto"
-    if driver not in CGROUP_DRIVERS:
-        problems.append(f"--cgroup-driver: {driver!r} is not one of {', '.join(CGROUP_DRIVERS)}")
+    if args.cgroup_driver is not None and args.cgroup_driver not in CGROUP_DRIVERS:
+        problems.append(f"--cgroup-driver: {args.cgroup_driver!r} is not one of {', '.join(CGROUP_DRIVERS)}")
     if args.kubelet_flags is None:
         problems.append("--kubelet-flags is required (the node's kubeadm-flags.env)")
     files: dict[str, str] = {}
@@ -213,9 +212,10 @@ def _file_inputs(args: argparse.Namespace, problems: _Problems) -> _RenderInputs
         return None
     # render writes files only: the install source plays no part, and the
     # runtime is the one the node has (--containerd-version).
-    overrides = {"runtime": runtime, "cgroupDriver": driver, "source": "preinstalled"}
-    if args.pause_image:
-        overrides["pauseImage"] = args.pause_image
+    overrides = {"runtime": runtime, "source": "preinstalled"}
+    for key, value in (("cgroupDriver", args.cgroup_driver), ("pauseImage", args.pause_image)):
+        if value:
+            overrides[key] = value
     target = parse_target(overrides)
     facts = _node_facts(version, _runtime_versions(args, files), files)
     return _RenderInputs(facts, target, labels, "--pause-image" if args.pause_image else "target.pauseImage default",

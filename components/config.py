@@ -254,10 +254,7 @@ class _Checker:
             self.fail(key, node, f"is stored in plain text in the stack file; set it with `{how}`")
 
 
-def _parse_target(check: _Checker, obj: Any, key: str, node: str | None) -> RuntimeTarget:
-    if not isinstance(obj, dict):
-        check.fail(key, node, f"must be an object, got {obj!r}")
-        return RuntimeTarget()
+def _parse_target(check: _Checker, obj: dict, key: str, node: str | None) -> RuntimeTarget:
     check.unknown_fields(obj, _TARGET_KEYS, key, node)
     runtime = check.choice(obj, "runtime", f"{key}.runtime", node, RUNTIMES)
     version = check.string(obj, "version", f"{key}.version", node)
@@ -417,7 +414,7 @@ def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None, 
     cluster = value["cluster"]
     if not isinstance(cluster, dict):
         check.fail("cluster", None, "must be an object {mode: kubeconfig|none}")
-        cluster = {"mode": "kubeconfig"}
+        cluster = defaults["cluster"]
     check.unknown_fields(cluster, {"mode"}, "cluster", None)
     cluster_mode = check.choice(cluster, "mode", "cluster.mode", None, CLUSTER_MODES)
     if cluster_mode == "kubeconfig" and not value["kubeconfig"] and not value["kubeconfigPath"]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 RUNTIMES = ("containerd", "cri-o")
@@ -127,17 +127,18 @@ class RegistryMirror:
 
 @dataclass(frozen=True)
 class RuntimeTarget:
-    """The runtime a node should end on, and how it is configured."""
+    """The runtime a node should end on, and how it is configured. Every
+    field's default is in Pulumi.yaml's schema (shimless:target)."""
 
-    runtime: str = "containerd"  # one of RUNTIMES
-    version: str = ""  # "" = whatever the install source provides
-    source: str = "distro"  # one of INSTALL_SOURCES
-    pause_image: str = "registry.k8s.io/pause:3.6"
-    cgroup_driver: str = "auto"  # one of CGROUP_DRIVERS
-    registry_mirrors: tuple[RegistryMirror, ...] = ()
-    insecure_registries: tuple[str, ...] = ()
-    cni_bin_dir: str = "/opt/cni/bin"
-    cni_conf_dir: str = "/etc/cni/net.d"
+    runtime: str  # one of RUNTIMES
+    version: str  # "" = whatever the install source provides
+    source: str  # one of INSTALL_SOURCES
+    pause_image: str
+    cgroup_driver: str  # one of CGROUP_DRIVERS
+    registry_mirrors: tuple[RegistryMirror, ...]
+    insecure_registries: tuple[str, ...]
+    cni_bin_dir: str
+    cni_conf_dir: str
 
     @property
     def cri_endpoint(self) -> str:
@@ -181,27 +182,31 @@ def node_from_dict(data: dict) -> NodeSpec:
     return NodeSpec(**{**data, "target": RuntimeTarget(**target), "bastion": bastion})
 
 
+# The policies and Settings have no defaults here: parse_settings fills every
+# field from the stack, merged over Pulumi.yaml's schema defaults.
+
+
 @dataclass(frozen=True)
 class DockerPolicy:
-    mode: str = "keep"  # one of DOCKER_POLICIES
-    remove_data: bool = False  # purge only: also remove /var/lib/docker
+    mode: str  # one of DOCKER_POLICIES
+    remove_data: bool  # purge only: also remove Docker's data-root
 
 
 @dataclass(frozen=True)
 class DrainPolicy:
-    timeout_seconds: int = 300
-    grace_period_seconds: int = -1  # -1: each pod's own terminationGracePeriodSeconds
-    delete_emptydir_data: bool = True
-    force: bool = False
-    retries: int = 3
+    timeout_seconds: int
+    grace_period_seconds: int  # -1: each pod's own terminationGracePeriodSeconds
+    delete_emptydir_data: bool
+    force: bool
+    retries: int
 
 
 @dataclass(frozen=True)
 class RolloutPolicy:
-    canary: int = 1
-    max_unavailable: int = 1
-    health_timeout_seconds: int = 300
-    allow_docker_socket_workloads: bool = False
+    canary: int
+    max_unavailable: int
+    health_timeout_seconds: int
+    allow_docker_socket_workloads: bool
 
 
 @dataclass(frozen=True)
@@ -209,10 +214,10 @@ class Settings:
     """Everything the program needs from one stack's config, validated."""
 
     nodes: tuple[NodeSpec, ...]
-    cluster_mode: str = "kubeconfig"  # one of CLUSTER_MODES
-    docker: DockerPolicy = field(default_factory=DockerPolicy)
-    drain: DrainPolicy = field(default_factory=DrainPolicy)
-    rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
+    cluster_mode: str  # one of CLUSTER_MODES
+    docker: DockerPolicy
+    drain: DrainPolicy
+    rollout: RolloutPolicy
 
     @property
     def uses_cluster(self) -> bool:

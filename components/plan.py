@@ -90,7 +90,7 @@ class NodePlan:
 def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
               docker_socket_pods: tuple[str, ...] = (), allow_docker_socket_workloads: bool = False,
               api_drift: tuple[Drift, ...] = (), stamp: str = "",
-              docker: DockerPolicy = DockerPolicy()) -> NodePlan:
+              docker: DockerPolicy | None = None) -> NodePlan:
     """Decide what the node needs.
 
     Whatever the node's files hold, one node never fails the plan of the
@@ -128,7 +128,7 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
     translation = desired.translation
     data_root = translation.data_root if translation and translation.data_root else DOCKER_DEFAULT_DATA_ROOT
     runtime_root = (translation.runtime_root if translation else None) or DEFAULT_ROOTS[target.runtime]
-    if docker.remove_data and (problem := _data_removal_problem(data_root, runtime_root)):
+    if docker is not None and docker.remove_data and (problem := _data_removal_problem(data_root, runtime_root)):
         return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
                         reason=f"shimless:docker.removeData would delete Docker's data-root {data_root}: {problem}; "
                                "set shimless:docker.removeData: false")

@@ -17,7 +17,8 @@ from typing import Callable
 
 from components import protocol
 from components.kube import KubectlError, kubectl_json
-from components.model import RUNTIME_VERSION_PREFIX, NodeSpec, RuntimeTarget, node_from_dict
+from components.config import parse_target
+from components.model import RUNTIME_VERSION_PREFIX, NodeSpec, node_from_dict
 from components.ssh import run_over_ssh
 
 POLL_SECONDS = 2
@@ -56,7 +57,8 @@ class VerifyRequest:
         ssh = payload["ssh"]
         runtime = next(name for name, prefix in RUNTIME_VERSION_PREFIX.items()
                        if prefix == payload["runtime_prefix"])
-        node = node_from_dict({**ssh, "role": "worker", "target": dataclasses.asdict(RuntimeTarget(runtime=runtime))})
+        target = parse_target({"runtime": runtime, "source": "preinstalled"})
+        node = node_from_dict({**ssh, "role": "worker", "target": dataclasses.asdict(target)})
         return cls(node=node, kubeconfig=payload["kubeconfig"], private_key=payload["private_key"],
                    switch_output=payload["switch_output"], health_timeout=payload["health_timeout"],
                    rollback_bundle=payload["rollback_bundle"])

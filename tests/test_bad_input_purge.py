@@ -35,7 +35,7 @@ def test_removing_data_that_holds_the_new_root_or_the_system_blocks_the_node(nod
     assert plan.action == "blocked"
     assert plan.reason.startswith(f"shimless:docker.removeData would delete Docker's data-root {data_root}: {problem}")
     # Without removeData the same node migrates, with the runtime's root carried next to Docker's data.
-    assert plan_node(node, with_data_root(data_root), docker=DockerPolicy(mode="purge")).action == "migrate"
+    assert plan_node(node, with_data_root(data_root), docker=DockerPolicy(mode="purge", remove_data=False)).action == "migrate"
 
 
 @pytest.mark.parametrize("data_root, runtime_root", [

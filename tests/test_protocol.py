@@ -75,8 +75,10 @@ def test_the_last_result_line_wins_and_none_is_none():
 # --- verify -------------------------------------------------------------------
 
 NODE = NodeSpec(name="w1", host="10.0.0.1", port=2222, user="admin", role="control-plane", host_key=HOST_KEY,
-                target=RuntimeTarget(runtime="cri-o", registry_mirrors=(RegistryMirror("docker.io", ("https://m",)),),
-                                     insecure_registries=("reg:5000",)),
+                target=RuntimeTarget(runtime="cri-o", version="", source="package", pause_image="registry.k8s.io/pause:3.9",
+                                     cgroup_driver="auto", registry_mirrors=(RegistryMirror("docker.io", ("https://m",)),),
+                                     insecure_registries=("reg:5000",), cni_bin_dir="/opt/cni/bin",
+                                     cni_conf_dir="/etc/cni/net.d"),
                 bastion=Bastion(host="10.0.0.9", user="jump", host_key=HOST_KEY))
 SWITCHED = "switched runtime=cri-o docker_stopped_ms=1790000000000 kubelet_up_ms=1790000004000 window_ms=4000\n"
 

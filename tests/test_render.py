@@ -4,9 +4,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tomllib
+from dataclasses import replace
 
 import pytest
 
+from components.config import parse_target
 from components.daemon_json import translate_daemon_json
 from components.model import RegistryMirror, RuntimeTarget
 from components.render import (
@@ -31,11 +33,11 @@ DAEMON = {
 
 
 def containerd(**overrides) -> RuntimeTarget:
-    return RuntimeTarget(runtime="containerd", **overrides)
+    return replace(parse_target({"runtime": "containerd"}), **overrides)
 
 
 def crio(**overrides) -> RuntimeTarget:
-    return RuntimeTarget(runtime="cri-o", **overrides)
+    return replace(parse_target({"runtime": "cri-o", "source": "package"}), **overrides)
 
 
 def render(target, version="1.6.20", driver="systemd", translation=None):
@@ -224,7 +226,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="translated for cri-o"):
         render(containerd(), translation=translate_daemon_json({}, "cri-o"))
     with pytest.raises(ValueError, match="unknown runtime"):
-        render(RuntimeTarget(runtime="docker"))
+        render(containerd(runtime="docker"))
 
 
 # --- CRI-O -------------------------------------------------------------------
