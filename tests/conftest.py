@@ -50,19 +50,66 @@ def docker_era_facts(kubelet: str = "v1.23.17", containerd: str = "1.6.20"):
     )
 
 
-def migrated_facts(node, token: str = "", **kwargs):
-    """The facts of `node` right after a successful switch to its target,
-    which recorded `token` (default: the token its migration plan carried)."""
+# What a docker_era_facts node holds after its switch to containerd 1.6 (the
+# stack's default target), written out by hand rather than taken from plan_node,
+# so that tests comparing the plan with it can fail.
+MIGRATED_FILES = {
+    "/etc/containerd/certs.d/docker.io/hosts.toml": """# Managed by shimless; local edits are overwritten.
+server = "https://registry-1.docker.io"
+
+[host."https://mirror.example.com"]
+  capabilities = ["pull", "resolve"]
+""",
+    "/etc/containerd/certs.d/registry.internal:5000/hosts.toml": """# Managed by shimless; local edits are overwritten.
+server = "http://registry.internal:5000"
+
+[host."http://registry.internal:5000"]
+  capabilities = ["pull", "resolve", "push"]
+  skip_verify = true
+""",
+    "/etc/containerd/config.toml": """# Managed by shimless; rendered for containerd 1.6.20 (config version 2)
+version = 2
+disabled_plugins = []
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.6"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = true
+
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/opt/cni/bin"
+  conf_dir = "/etc/cni/net.d"
+
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "/etc/containerd/certs.d"
+""",
+    "/etc/crictl.yaml": """# Managed by shimless; local edits are overwritten.
+runtime-endpoint: unix:///run/containerd/containerd.sock
+image-endpoint: unix:///run/containerd/containerd.sock
+timeout: 10
+debug: false
+""",
+    "/var/lib/kubelet/config.yaml": KUBELET_CONFIG + "containerLogMaxFiles: 3\ncontainerLogMaxSize: 50Mi\n",
+    "/var/lib/kubelet/kubeadm-flags.env": 'KUBELET_KUBEADM_ARGS="--container-runtime=remote '
+                                          '--container-runtime-endpoint=unix:///run/containerd/containerd.sock"\n',
+}
+# The token the migration planned at 20260101T000000Z carried, which its switch recorded.
+MIGRATION_TOKEN = "2320029828991c75-20260101T000000Z"
+
+
+def migrated_facts(token: str = MIGRATION_TOKEN):
+    """The facts of a docker_era_facts node right after a successful switch to
+    containerd that recorded `token`."""
     from components.facts import NodeFacts
-    from components.plan import plan_node
-    before = docker_era_facts(**kwargs)
-    plan = plan_node(node, before, stamp="20260101T000000Z")
-    facts = dict(before.facts)
-    facts.update({"unit.docker.service": "disabled/inactive", "unit.docker.socket": "disabled/inactive",
-                  "shimless.token": token or plan.token})
-    files = dict(before.files)
-    files.update(plan.files)
-    files["/var/lib/shimless/backup/original/etc/docker/daemon.json"] = before.files["/etc/docker/daemon.json"]
+    before = docker_era_facts()
+    facts = {**before.facts, "unit.docker.service": "disabled/inactive", "unit.docker.socket": "disabled/inactive",
+             "shimless.token": token}
+    files = {**before.files, **MIGRATED_FILES,
+             "/var/lib/shimless/backup/original/etc/docker/daemon.json": DOCKER_DAEMON_JSON}
     return NodeFacts(facts=facts, files=files)
 
 

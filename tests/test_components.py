@@ -111,7 +111,7 @@ def test_node_on_target_is_in_sync_and_out_of_the_planned_order(pulumi_mocks):
     settings = parse_settings(raw_config(workers=2, control_planes=1))
     w1 = next(n for n in settings.nodes if n.name == "w1")
     migration = {}
-    run_program(lambda: migration.setdefault("m", build(settings, {"w1": migrated_facts(w1)})))
+    run_program(lambda: migration.setdefault("m", build(settings, {"w1": migrated_facts()})))
     summary = migration["m"].summary
     assert summary["counts"] == {"migrate": 2, "in-sync": 1}
     assert summary["plannedOrder"] == [["cp1"], ["w2"]]

@@ -28,7 +28,7 @@ def test_docker_node_is_migrated_with_translated_settings(node):
 
 def test_migrated_node_is_in_sync_with_the_token_it_recorded(node):
     first = plan_node(node, docker_era_facts(), stamp="20260101T000000Z")
-    after = plan_node(node, migrated_facts(node))
+    after = plan_node(node, migrated_facts())
     assert after.action == "in-sync" and after.drift == ()
     assert after.token == first.token  # the next preview shows no change
 
@@ -41,7 +41,7 @@ def test_a_node_reset_to_docker_gets_a_new_token(node):
 
 
 def test_adopted_node_already_on_target_gets_a_stable_token(node):
-    adopted = migrated_facts(node)
+    adopted = migrated_facts()
     adopted.facts.pop("shimless.token")
     first, second = plan_node(node, adopted, stamp="a"), plan_node(node, adopted, stamp="b")
     assert first.action == "in-sync" and first.token == second.token and first.token.endswith("-adopted")
@@ -54,7 +54,7 @@ def test_adopted_node_already_on_target_gets_a_stable_token(node):
     (lambda f: f.files.pop("/etc/crictl.yaml"), "/etc/crictl.yaml"),
 ])
 def test_drift_is_named_and_moves_the_token(node, tamper, expected):
-    clean = migrated_facts(node)
+    clean = migrated_facts()
     drifted = NodeFacts(facts=dict(clean.facts), files=dict(clean.files))
     tamper(drifted)
     plan = plan_node(node, drifted)
@@ -148,7 +148,7 @@ def test_api_drift_names_annotation_label_and_runtime(node):
         "containerRuntimeVersion"]
     assert [d.fact for d in api_drift(None, node.target)] == ["Node object"]
     # A migrated node whose label was changed is a repair, with a new token.
-    clean = migrated_facts(node)
+    clean = migrated_facts()
     relabelled = {**good, "metadata": {**good["metadata"], "labels": {"shimless.io/container-runtime": "docker"}}}
     plan = plan_node(node, clean, api_drift=tuple(api_drift(relabelled, node.target)), stamp="x")
     assert plan.action == "repair" and plan.token != plan_node(node, clean).token
