@@ -254,20 +254,9 @@ class _Checker:
             self.fail(key, node, f"is stored in plain text in the stack file; set it with `{how}`")
 
 
-def _parse_target(check: _Checker, obj: dict, key: str, node: str | None) -> RuntimeTarget:
-    check.unknown_fields(obj, _TARGET_KEYS, key, node)
-    runtime = check.choice(obj, "runtime", f"{key}.runtime", node, RUNTIMES)
-    version = check.string(obj, "version", f"{key}.version", node)
-    if version and not _VERSION.fullmatch(version):
-        check.fail(f"{key}.version", node, f"is not a version like 1.7.24: {version!r}")
-    elif version and runtime == "containerd":
-        check.valid(containerd_config_version, version, f"{key}.version", node)
-    source = check.choice(obj, "source", f"{key}.source", node, INSTALL_SOURCES)
-    pause_image = check.string(obj, "pauseImage", f"{key}.pauseImage", node, required=True)
-    if pause_image:
-        check.valid(check_image, pause_image, f"{key}.pauseImage", node)
-    cgroup_driver = check.choice(obj, "cgroupDriver", f"{key}.cgroupDriver", node, CGROUP_DRIVERS)
-
+def _parse_registries(check: _Checker, obj: dict, key: str,
+                      node: str | None) -> tuple[tuple[RegistryMirror, ...], tuple[str, ...]]:
+    """target.registryMirrors and target.insecureRegistries."""
     mirrors: list[RegistryMirror] = []
     raw_mirrors = obj.get("registryMirrors") or {}
     if not isinstance(raw_mirrors, dict):
@@ -284,13 +273,30 @@ def _parse_target(check: _Checker, obj: dict, key: str, node: str | None) -> Run
         for endpoint in endpoints:
             check.valid(check_mirror_endpoint, endpoint, mkey, node)
         mirrors.append(RegistryMirror(str(registry), tuple(str(e) for e in endpoints)))
-
     insecure = obj.get("insecureRegistries") or []
     if not isinstance(insecure, list):
         check.fail(f"{key}.insecureRegistries", node, "must be a list of host[:port]")
         insecure = []
     for registry in insecure:
         check.valid(check_registry_host, registry, f"{key}.insecureRegistries", node)
+    return tuple(mirrors), tuple(str(registry) for registry in insecure)
+
+
+def _parse_target(check: _Checker, obj: dict, key: str, node: str | None) -> RuntimeTarget:
+    check.unknown_fields(obj, _TARGET_KEYS, key, node)
+    runtime = check.choice(obj, "runtime", f"{key}.runtime", node, RUNTIMES)
+    version = check.string(obj, "version", f"{key}.version", node)
+    if version and not _VERSION.fullmatch(version):
+        check.fail(f"{key}.version", node, f"is not a version like 1.7.24: {version!r}")
+    elif version and runtime == "containerd":
+        check.valid(containerd_config_version, version, f"{key}.version", node)
+    source = check.choice(obj, "source", f"{key}.source", node, INSTALL_SOURCES)
+    pause_image = check.string(obj, "pauseImage", f"{key}.pauseImage", node, required=True)
+    if pause_image:
+        check.valid(check_image, pause_image, f"{key}.pauseImage", node)
+    cgroup_driver = check.choice(obj, "cgroupDriver", f"{key}.cgroupDriver", node, CGROUP_DRIVERS)
+
+    mirrors, insecure = _parse_registries(check, obj, key, node)
 
     dirs = {}
     for field in ("cniBinDir", "cniConfDir"):
@@ -308,7 +314,7 @@ def _parse_target(check: _Checker, obj: dict, key: str, node: str | None) -> Run
         pause_image=pause_image,
         cgroup_driver=cgroup_driver,
         registry_mirrors=tuple(mirrors),
-        insecure_registries=tuple(str(r) for r in insecure),
+        insecure_registries=insecure,
         cni_bin_dir=dirs["cniBinDir"],
         cni_conf_dir=dirs["cniConfDir"],
     )
@@ -360,27 +366,8 @@ def _parse_node(
     if not own_key and not has_default_key:
         check.fail(f"{key}.privateKey", label, "no SSH private key: set shimless:sshPrivateKey (secret), shimless:sshPrivateKeyPath, or this node's privateKey")
 
-    bastion = None
-    if raw.get("bastion") is not None:
-        braw = raw["bastion"]
-        bkey = f"{key}.bastion"
-        if not isinstance(braw, dict):
-            check.fail(bkey, label, "must be an object {host, port, user, hostKey}")
-        else:
-            check.unknown_fields(braw, _BASTION_KEYS, bkey, label)
-            bhost = check.string(braw, "host", f"{bkey}.host", label, required=True)
-            check.host(bhost, f"{bkey}.host", label)
-            bastion = Bastion(
-                host=bhost,
-                port=check.integer({"port": braw.get("port", 22)}, "port", f"{bkey}.port", label, minimum=1, maximum=65535),
-                user=check.string({"user": braw.get("user", user)}, "user", f"{bkey}.user", label, required=True),
-                host_key=check.string(braw, "hostKey", f"{bkey}.hostKey", label).strip(),
-            )
-            check.user(bastion.user, f"{bkey}.user", label)
-            if bastion.host_key and not _HOST_KEY.fullmatch(bastion.host_key):
-                check.fail(f"{bkey}.hostKey", label, "must be 'TYPE BASE64'")
-            if not bastion.host_key and not allow_unpinned:
-                check.fail(f"{bkey}.hostKey", label, "is required (pin the bastion's SSH host key)")
+    bastion = _parse_bastion(check, raw["bastion"], f"{key}.bastion", label, user, allow_unpinned=allow_unpinned) \
+        if raw.get("bastion") is not None else None
 
     overrides = raw.get("target") or {}
     if not isinstance(overrides, dict):
@@ -391,6 +378,29 @@ def _parse_node(
         name=name, host=host, port=port, user=user, role=role, host_key=host_key.strip(),
         target=target, has_own_private_key=bool(own_key), bastion=bastion,
     )
+
+
+def _parse_bastion(check: _Checker, braw: Any, bkey: str, label: str, user: str, *,
+                   allow_unpinned: bool) -> Bastion | None:
+    """A node's jump host: its user defaults to the node's, its host key pinned like the node's."""
+    if not isinstance(braw, dict):
+        check.fail(bkey, label, "must be an object {host, port, user, hostKey}")
+        return None
+    check.unknown_fields(braw, _BASTION_KEYS, bkey, label)
+    bhost = check.string(braw, "host", f"{bkey}.host", label, required=True)
+    check.host(bhost, f"{bkey}.host", label)
+    bastion = Bastion(
+        host=bhost,
+        port=check.integer({"port": braw.get("port", 22)}, "port", f"{bkey}.port", label, minimum=1, maximum=65535),
+        user=check.string({"user": braw.get("user", user)}, "user", f"{bkey}.user", label, required=True),
+        host_key=check.string(braw, "hostKey", f"{bkey}.hostKey", label).strip(),
+    )
+    check.user(bastion.user, f"{bkey}.user", label)
+    if bastion.host_key and not _HOST_KEY.fullmatch(bastion.host_key):
+        check.fail(f"{bkey}.hostKey", label, "must be 'TYPE BASE64'")
+    if not bastion.host_key and not allow_unpinned:
+        check.fail(f"{bkey}.hostKey", label, "is required (pin the bastion's SSH host key)")
+    return bastion
 
 
 def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None, *,
@@ -410,7 +420,16 @@ def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None, 
     for key in sorted(set(raw) - set(defaults)):
         check.fail(key, None, f"unknown key (known: {', '.join(sorted(defaults))})")
     value = {key: _merged(defaults.get(key), raw.get(key)) for key in defaults}
+    cluster_mode = _parse_cluster(check, value, defaults)
+    nodes = _parse_nodes(check, value, encrypted)
+    docker, drain, rollout = _parse_docker(check, value), _parse_drain(check, value), _parse_rollout(check, value)
+    if check.problems:
+        raise ConfigError(check.problems)
+    return Settings(nodes=tuple(nodes), cluster_mode=cluster_mode, docker=docker, drain=drain, rollout=rollout)
 
+
+def _parse_cluster(check: _Checker, value: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """cluster.mode, and the kubeconfig it needs."""
     cluster = value["cluster"]
     if not isinstance(cluster, dict):
         check.fail("cluster", None, "must be an object {mode: kubeconfig|none}")
@@ -422,9 +441,12 @@ def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None, 
                    "set shimless:kubeconfigPath), or set shimless:cluster.mode: none explicitly to migrate without the API")
     if value["kubeconfig"] and value["kubeconfigPath"]:
         check.fail("kubeconfigPath", None, "set either kubeconfig or kubeconfigPath, not both")
+    return cluster_mode
 
-    for flag_key in ("allowUnpinnedHostKeys",):
-        check.boolean(value, flag_key, flag_key, None)
+
+def _parse_nodes(check: _Checker, value: dict[str, Any], encrypted: Collection[str] | None) -> list[NodeSpec]:
+    """Every node, with the fleet's SSH defaults and target under its own."""
+    check.boolean(value, "allowUnpinnedHostKeys", "allowUnpinnedHostKeys", None)
     allow_unpinned = value["allowUnpinnedHostKeys"] is True or value["allowUnpinnedHostKeys"] == "true"
     check.integer(value, "sshPort", "sshPort", None, minimum=1, maximum=65535)
     if isinstance(value["sshUser"], str):
@@ -448,7 +470,10 @@ def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None, 
         if node is not None:
             nodes.append(node)
     _check_unique(check, nodes)
+    return nodes
 
+
+def _parse_docker(check: _Checker, value: dict[str, Any]) -> DockerPolicy:
     docker_raw = value["docker"] if isinstance(value["docker"], dict) else {}
     check.unknown_fields(docker_raw, {"policy", "removeData"}, "docker", None)
     docker = DockerPolicy(
@@ -457,10 +482,13 @@ def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None, 
     )
     if docker.remove_data and docker.mode != "purge":
         check.fail("docker.removeData", None, "only applies with docker.policy: purge")
+    return docker
 
+
+def _parse_drain(check: _Checker, value: dict[str, Any]) -> DrainPolicy:
     drain_raw = value["drain"] if isinstance(value["drain"], dict) else {}
     check.unknown_fields(drain_raw, {"timeoutSeconds", "gracePeriodSeconds", "deleteEmptydirData", "force", "retries"}, "drain", None)
-    drain = DrainPolicy(
+    return DrainPolicy(
         timeout_seconds=check.integer(drain_raw, "timeoutSeconds", "drain.timeoutSeconds", None, minimum=1),
         grace_period_seconds=check.integer(drain_raw, "gracePeriodSeconds", "drain.gracePeriodSeconds", None, minimum=-1),
         delete_emptydir_data=check.boolean(drain_raw, "deleteEmptydirData", "drain.deleteEmptydirData", None),
@@ -468,18 +496,16 @@ def parse_settings(raw: dict[str, Any], defaults: dict[str, Any] | None = None, 
         retries=check.integer(drain_raw, "retries", "drain.retries", None, minimum=0, maximum=20),
     )
 
+
+def _parse_rollout(check: _Checker, value: dict[str, Any]) -> RolloutPolicy:
     rollout_raw = value["rollout"] if isinstance(value["rollout"], dict) else {}
     check.unknown_fields(rollout_raw, {"canary", "maxUnavailable", "healthTimeoutSeconds", "allowDockerSocketWorkloads"}, "rollout", None)
-    rollout = RolloutPolicy(
+    return RolloutPolicy(
         canary=check.integer(rollout_raw, "canary", "rollout.canary", None, minimum=0),
         max_unavailable=check.integer(rollout_raw, "maxUnavailable", "rollout.maxUnavailable", None, minimum=1),
         health_timeout_seconds=check.integer(rollout_raw, "healthTimeoutSeconds", "rollout.healthTimeoutSeconds", None, minimum=10),
         allow_docker_socket_workloads=check.boolean(rollout_raw, "allowDockerSocketWorkloads", "rollout.allowDockerSocketWorkloads", None),
     )
-
-    if check.problems:
-        raise ConfigError(check.problems)
-    return Settings(nodes=tuple(nodes), cluster_mode=cluster_mode, docker=docker, drain=drain, rollout=rollout)
 
 
 def _check_unique(check: _Checker, nodes: list[NodeSpec]) -> None:

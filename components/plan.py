@@ -106,54 +106,60 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
     """
     if facts is None:
         return NodePlan(node=node, action="unknown", reason=probe_error or "node not reachable")
-    target = node.target
-    before = facts.runtime
-    version = facts.kubelet_version
-    if not version:
-        return NodePlan(node=node, action="blocked", runtime_before=before,
-                        reason="no kubelet answered `kubelet --version` on the node")
-    if facts.get("sudo") == "no":
-        return NodePlan(node=node, action="blocked", runtime_before=before,
-                        reason=f"user {node.user} is not root and `sudo -n` is refused")
-    if any(item.fact == NODE_OBJECT and item.found == "missing" for item in api_drift):
-        return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
-                        reason=f"the API has no Node {node.name} (re-installed and not re-joined?): "
-                               "join it to the cluster first, then re-run")
+    target, before, version = node.target, facts.runtime, facts.kubelet_version
+
+    def blocked(reason: str) -> NodePlan:
+        return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version, reason=reason)
+
+    if reason := _unplannable(node, facts, api_drift):
+        return blocked(reason)
     try:
         desired = desired_state(facts, target)
     except Blocked as exc:
-        return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
-                        reason=str(exc))
-    files, warnings = desired.files, desired.warnings
+        return blocked(str(exc))
     translation = desired.translation
     data_root = translation.data_root if translation and translation.data_root else DOCKER_DEFAULT_DATA_ROOT
     runtime_root = (translation.runtime_root if translation else None) or DEFAULT_ROOTS[target.runtime]
     if docker is not None and docker.remove_data and (problem := _data_removal_problem(data_root, runtime_root)):
-        return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
-                        reason=f"shimless:docker.removeData would delete Docker's data-root {data_root}: {problem}; "
-                               "set shimless:docker.removeData: false")
-
-    drift = tuple(_drift(facts, files, target.runtime)) + tuple(api_drift)
-    if not drift:
-        action = "in-sync"
-        recorded = facts.get("shimless.token")
-        digest = _digest_of(target.runtime, files)[:16]
-        token = recorded if recorded.startswith(digest) else f"{digest}-adopted"
-    elif docker_socket_pods and not allow_docker_socket_workloads:
-        return NodePlan(node=node, action="blocked", runtime_before=before, kubelet_version=version,
-                        reason="pods mount the Docker socket: " + ", ".join(docker_socket_pods) +
-                               " (move them, or set shimless:rollout.allowDockerSocketWorkloads: true)")
-    else:
-        action = "migrate" if before != target.runtime else "repair"
-        token = f"{_digest_of(target.runtime, files)[:16]}-{stamp or 'unstamped'}"
+        return blocked(f"shimless:docker.removeData would delete Docker's data-root {data_root}: {problem}; "
+                       "set shimless:docker.removeData: false")
+    drift = tuple(_drift(facts, desired.files, target.runtime)) + tuple(api_drift)
+    if drift and docker_socket_pods and not allow_docker_socket_workloads:
+        return blocked("pods mount the Docker socket: " + ", ".join(docker_socket_pods) +
+                       " (move them, or set shimless:rollout.allowDockerSocketWorkloads: true)")
+    action, token = _action_and_token(facts, target.runtime, desired.files, drift, stamp)
+    warnings = list(desired.warnings)
     if docker_socket_pods:
         warnings.append("pods mount the Docker socket and will break: " + ", ".join(docker_socket_pods))
     return NodePlan(
-        node=node, action=action, runtime_before=before, files=files, cgroup_driver=desired.cgroup_driver,
+        node=node, action=action, runtime_before=before, files=desired.files, cgroup_driver=desired.cgroup_driver,
         kubelet_version=version, runtime_version=desired.runtime_version, flags_added=desired.flags.added,
         flags_removed=desired.flags.removed, translation=translation.report() if translation else {},
         drift=drift, warnings=tuple(warnings), token=token, docker_data_root=data_root,
     )
+
+
+def _unplannable(node: NodeSpec, facts: NodeFacts, api_drift: tuple[Drift, ...]) -> str:
+    """Why nothing can be planned for the node before reading its files, or ""."""
+    if not facts.kubelet_version:
+        return "no kubelet answered `kubelet --version` on the node"
+    if facts.get("sudo") == "no":
+        return f"user {node.user} is not root and `sudo -n` is refused"
+    if any(item.fact == NODE_OBJECT and item.found == "missing" for item in api_drift):
+        return (f"the API has no Node {node.name} (re-installed and not re-joined?): "
+                "join it to the cluster first, then re-run")
+    return ""
+
+
+def _action_and_token(facts: NodeFacts, runtime: str, files: dict[str, str], drift: tuple[Drift, ...],
+                      stamp: str) -> tuple[str, str]:
+    """in-sync with the token the node recorded (or a stable adopted one), or
+    migrate/repair with a fresh token; see plan_node."""
+    digest = _digest_of(runtime, files)[:16]
+    if not drift:
+        recorded = facts.get("shimless.token")
+        return "in-sync", recorded if recorded.startswith(digest) else f"{digest}-adopted"
+    return ("migrate" if facts.runtime != runtime else "repair"), f"{digest}-{stamp or 'unstamped'}"
 
 
 # What removing Docker's data-root must never take with it.
