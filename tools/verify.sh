@@ -59,6 +59,27 @@ for want in "command $COMMAND_VERSION" "kubernetes $KUBERNETES_VERSION"; do
   fi
 done
 
+# 2a. every binary is the upstream one: its Go build info names the upstream
+# main package (never a stand-in), and the language host matches the CLI.
+for want in "pulumi github.com/pulumi/pulumi/pkg/v3/cmd/pulumi" \
+  "pulumi-language-python github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3" \
+  "pulumi-resource-command github.com/pulumi/pulumi-command/provider/cmd/pulumi-resource-command" \
+  "pulumi-resource-kubernetes github.com/pulumi/pulumi-kubernetes/provider/v4/cmd/pulumi-resource-kubernetes"; do
+  bin=$SHIMLESS_BIN/${want%% *}
+  path=$("$SHIMLESS_GO" version -m "$bin" 2>/dev/null | awk '$1 == "path" { print $2 }' || true)
+  if [[ $path == "${want#* }" ]]; then
+    pass "${want%% *}: built from ${want#* }"
+  else
+    fail "${want%% *}: go version -m names '${path:-nothing}', want ${want#* }"
+  fi
+done
+got=$("$SHIMLESS_BIN/pulumi-language-python" --version 2>&1 || true)
+if [[ $got == *"$PULUMI_VERSION"* ]]; then
+  pass "pulumi-language-python version: $got (the CLI's)"
+else
+  fail "pulumi-language-python version: want $PULUMI_VERSION, got: $got"
+fi
+
 # 2b. the virtualenv's packages ask for these same versions ---------------------
 if [[ -x $SHIMLESS_VENV/bin/python ]]; then
   got=$("$SHIMLESS_VENV/bin/python" - <<'EOF' 2>&1 || true
