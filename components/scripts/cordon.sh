@@ -12,15 +12,27 @@
 # cordoned before.
 set -euo pipefail
 
-# The kubeconfig stays in memory: every kubectl reads it from a pipe.
-KUBECONFIG_TEXT=
-k() { kubectl --kubeconfig=<(printf '%s' "$KUBECONFIG_TEXT") "$@"; }
+# The kubeconfig is never left on disk: it is written to a RAM-backed file
+# that is unlinked at once and read by every kubectl through the open
+# descriptor (/dev/fd/3 re-opens it from the start each time), so even a
+# SIGKILL leaves no copy behind. (A pipe will not do: kubectl reads it twice.)
+hold_kubeconfig() {
+  local dir=/dev/shm tmp
+  [ -d "$dir" ] && [ -w "$dir" ] || dir=${TMPDIR:-/tmp}
+  tmp=$(mktemp "$dir/shimless-kubeconfig.XXXXXX")
+  cat >"$tmp"
+  exec 3<"$tmp"
+  rm -f "$tmp"
+}
+k() { kubectl --kubeconfig=/dev/fd/3 "$@"; }
 
 # Annotation key with its dots escaped for a jsonpath.
 jsonpath_key() { printf '%s' "${CORDON_ANNOTATION//./\\.}"; }
 
-cordoned_by_shimless() {
-  [ -n "$(k get node "$NODE" -o "jsonpath={.metadata.annotations.$(jsonpath_key)}")" ]
+# cordon_mark: the annotation's value (empty: not cordoned by shimless). Use
+# it in an assignment, never in a condition, so an API error ends the script.
+cordon_mark() {
+  k get node "$NODE" -o "jsonpath={.metadata.annotations.$(jsonpath_key)}"
 }
 
 undo_cordon() {
@@ -34,8 +46,9 @@ drain() {
     echo "was_unschedulable=unchanged"
     return 0
   fi
-  local was
-  if cordoned_by_shimless; then
+  local was mark
+  mark=$(cordon_mark)
+  if [ -n "$mark" ]; then
     echo "shimless[$NODE] cordoned by an earlier, interrupted shimless run" >&2
     was=false
   else
@@ -64,7 +77,9 @@ drain() {
 }
 
 uncordon() {
-  if cordoned_by_shimless; then
+  local mark
+  mark=$(cordon_mark)
+  if [ -n "$mark" ]; then
     undo_cordon
     echo "uncordoned"
   elif [[ $DRAIN_OUTPUT == *was_unschedulable=true* ]]; then
@@ -75,7 +90,7 @@ uncordon() {
 }
 
 main() {
-  KUBECONFIG_TEXT=$(cat)
+  hold_kubeconfig
   case "${1:-}" in
     drain) drain ;;
     uncordon) uncordon ;;
