@@ -3,8 +3,6 @@ children: preflight -> prestage -> drain -> switch -> node patch -> verify ->
 uncordon -> docker clean-up."""
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -14,9 +12,10 @@ from pulumi_command import local, remote
 
 from components.bundle import REMOTE_COMMAND, bundle, holds_credentials
 from components.model import (
-    CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, TOKEN_ANNOTATION, Settings,
+    CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, TOKEN_ANNOTATION, Settings,
 )
 from components.plan import NodePlan
+from components.verify import VerifyRequest
 
 # Relative to the project directory, where Pulumi runs local commands, so the
 # command text (an input) does not change with the checkout's location.
@@ -125,14 +124,10 @@ class NodeRuntime(pulumi.ComponentResource):
             rollback_bundle = bundle("rollback.sh", {**common, "health_timeout": health_timeout,
                                                      "settle_seconds": SETTLE_SECONDS})
             verify_input = pulumi.Output.all(args.kubeconfig, args.private_key, self.switch.stdout).apply(
-                lambda values: json.dumps({
-                    "node": node.name, "kubeconfig": values[0], "private_key": values[1],
-                    "switch_output": values[2], "runtime_prefix": RUNTIME_VERSION_PREFIX[target.runtime],
-                    "health_timeout": health_timeout, "rollback_bundle": rollback_bundle,
-                    "ssh": {"name": node.name, "host": node.host, "port": node.port, "user": node.user,
-                            "host_key": node.host_key,
-                            "bastion": dataclasses.asdict(node.bastion) if node.bastion else None},
-                }))
+                lambda values: VerifyRequest(
+                    node=node, kubeconfig=values[0], private_key=values[1], switch_output=values[2],
+                    health_timeout=health_timeout, rollback_bundle=rollback_bundle,
+                ).to_json())
             verify = self._local_step(name, "verify", args, [patch], {}, command="python3 -m components.verify",
                                       stdin=pulumi.Output.secret(verify_input))
             last = self._local_step(name, "uncordon", args, [verify], {"DRAIN_OUTPUT": drain.stdout})

@@ -12,7 +12,7 @@ from typing import Callable
 import pulumi
 
 from components.config import (
-    NAMESPACE, ConfigError, kubeconfig_text, parse_settings, private_keys, schema_defaults, schema_types,
+    NAMESPACE, kubeconfig_text, parse_settings, private_keys, schema_defaults, schema_types,
 )
 from components.facts import NodeFacts
 from components.migration import RuntimeMigration, RuntimeMigrationArgs

@@ -17,7 +17,6 @@ from typing import Callable
 
 from components import protocol
 from components.kube import KubectlError, kubectl_json
-from components.config import parse_target
 from components.model import RUNTIME_VERSION_PREFIX, NodeSpec, node_from_dict
 from components.ssh import run_over_ssh
 
@@ -45,23 +44,7 @@ class VerifyRequest:
     @classmethod
     def from_json(cls, text: str) -> VerifyRequest:
         payload = json.loads(text)
-        if isinstance(payload.get("node"), dict):
-            return cls(**{**payload, "node": node_from_dict(payload["node"])})
-        return cls._from_legacy(payload)
-
-    @classmethod
-    def _from_legacy(cls, payload: dict) -> VerifyRequest:
-        """The payload NodeRuntime sends until it builds a VerifyRequest: the
-        node's SSH fields under "ssh" and the runtime as a version prefix. Role
-        and target play no part in verify or the rollback."""
-        ssh = payload["ssh"]
-        runtime = next(name for name, prefix in RUNTIME_VERSION_PREFIX.items()
-                       if prefix == payload["runtime_prefix"])
-        target = parse_target({"runtime": runtime, "source": "preinstalled"})
-        node = node_from_dict({**ssh, "role": "worker", "target": dataclasses.asdict(target)})
-        return cls(node=node, kubeconfig=payload["kubeconfig"], private_key=payload["private_key"],
-                   switch_output=payload["switch_output"], health_timeout=payload["health_timeout"],
-                   rollback_bundle=payload["rollback_bundle"])
+        return cls(**{**payload, "node": node_from_dict(payload["node"])})
 
 
 def node_status(kubeconfig: str, name: str) -> dict:

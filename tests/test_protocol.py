@@ -94,16 +94,6 @@ def test_node_spec_survives_a_json_round_trip():
     assert request().runtime_prefix == "cri-o://"
 
 
-def test_the_payload_node_runtime_sends_today_is_read():
-    payload = {"node": "w1", "kubeconfig": "kc", "private_key": "key", "switch_output": SWITCHED,
-               "runtime_prefix": "cri-o://", "health_timeout": 0, "rollback_bundle": "bundle",
-               "ssh": {"name": "w1", "host": "10.0.0.1", "port": 2222, "user": "admin", "host_key": HOST_KEY,
-                       "bastion": dataclasses.asdict(NODE.bastion)}}
-    read = VerifyRequest.from_json(json.dumps(payload))
-    assert (read.node.host, read.node.port, read.node.user, read.node.bastion) == ("10.0.0.1", 2222, "admin", NODE.bastion)
-    assert read.runtime_prefix == "cri-o://" and read.switch_output == SWITCHED
-
-
 class Recorder:
     def __init__(self, node: dict | None = None):
         self.node, self.rollbacks = node or {}, []

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from tests import lab
-from tests.test_e2e_cluster import kubectl, node_json
+from tests.test_e2e_cluster import node_json
 
 NODE = "lab-w1"
 SHIM = Path(__file__).resolve().parent / "fault-shim.sh"
