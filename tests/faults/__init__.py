@@ -232,7 +232,12 @@ class Operator:
         return self.run("up", "--yes", "--skip-preview")
 
 
-def up_until(op: Operator, marker: str, sig: int, timeout: float = 600) -> tuple[str, bool]:
+def started(step: str) -> re.Pattern:
+    """The CLI's progress line of a step of NODE starting (created or updated)."""
+    return re.compile(rf"shimless-{NODE}-{step} (creating|updating) ")
+
+
+def up_until(op: Operator, marker: re.Pattern, sig: int, timeout: float = 600) -> tuple[str, bool]:
     """Start `pulumi up`, signal it once its output shows `marker`; the output,
     and whether the marker was seen."""
     proc = op.start("up", "--yes", "--skip-preview")
@@ -242,7 +247,7 @@ def up_until(op: Operator, marker: str, sig: int, timeout: float = 600) -> tuple
     def read() -> None:
         for line in proc.stdout:
             lines.append(line)
-            if marker in line and not seen.is_set():
+            if marker.search(line) and not seen.is_set():
                 seen.set()
                 os.killpg(proc.pid, sig) if sig == signal.SIGKILL else proc.send_signal(sig)
 
@@ -266,6 +271,8 @@ class Outcome:
     converged: bool
     left_cordoned: bool
     detail: str = ""
+    output: str = ""  # the faulted run's whole output
+    cordoned_before_rerun: bool = False
 
     def row(self) -> str:
         return (f"{self.kind:<10} {self.point:<34} {self.verdict:<8} {'yes' if self.message_ok else 'NO':<8} "
@@ -296,7 +303,7 @@ def command_case(op: Operator, k: int) -> Outcome:
         message_ok = verdict == "new"
     converged, cordoned, again = converge(op)
     return Outcome("command", f"call {k}", verdict, message_ok, converged, cordoned,
-                   f"first run exit {code}; state {state}\n{out[-3000:]}\n{again[-2000:]}")
+                   f"first run exit {code}; state {state}\n{out[-3000:]}\n{again[-2000:]}", out)
 
 
 def powercut_case(op: Operator, step: str, k: int) -> Outcome:
@@ -319,16 +326,15 @@ def powercut_case(op: Operator, step: str, k: int) -> Outcome:
     message_ok = result.get("code", 1) != 0 and f"{NODE}" in result.get("out", "")
     converged, cordoned, again = converge(op)
     return Outcome("powercut", f"before {step} (call {k})", verdict, message_ok, converged, cordoned,
-                   f"state {state}\n{result.get('out', '')[-2000:]}\n{again[-2000:]}")
+                   f"state {state}\n{result.get('out', '')[-2000:]}\n{again[-2000:]}", result.get("out", ""))
 
 
-PHASES = {"prestage": f"{NODE}-prestage", "drain": f"{NODE}-drain", "switch": f"{NODE}-switch",
-          "verify": f"{NODE}-verify"}
+PHASES = ("prestage", "drain", "switch", "verify")
 
 
 def operator_case(op: Operator, phase: str, sig: int) -> Outcome:
     reset_node()
-    out, seen = up_until(op, f"{PHASES[phase]} creating", sig)
+    out, seen = up_until(op, started(phase), sig)
     if not seen:
         raise AssertionError(f"`pulumi up` never reached {phase}:\n{out[-3000:]}")
     # A switch already under way finishes (or rolls back) on the node on its own.
@@ -336,17 +342,17 @@ def operator_case(op: Operator, phase: str, sig: int) -> Outcome:
     converged, cordoned, again = converge(op)
     name = "SIGINT" if sig == signal.SIGINT else "SIGKILL"
     return Outcome("operator", f"{name} during {phase}", verdict, True, converged, cordoned,
-                   f"state {state}\n{out[-2000:]}\n{again[-2000:]}")
+                   f"state {state}\n{out[-2000:]}\n{again[-2000:]}", out,
+                   cordoned_before_rerun=state["unschedulable"] == "True")
 
 
 def concurrent_case(op: Operator) -> Outcome:
     reset_node()
     first = op.start("up", "--yes", "--skip-preview")
-    time.sleep(0)  # the lock is taken before the first resource
     lines: list[str] = []
     for line in first.stdout:
         lines.append(line)
-        if f"{NODE}-prestage creating" in line:
+        if started("prestage").search(line):
             break
     before = node_state()
     code, second = op.up()
