@@ -23,7 +23,7 @@ host-deps:
 	fi
 
 shellcheck: host-deps
-	shellcheck -x $$(find components/scripts lab tools bench -name '*.sh' -not -path 'lab/state/*') \
+	shellcheck -x $$(find components/scripts lab tools bench tests -name '*.sh' -not -path 'lab/state/*') \
 	  $$(find lab -maxdepth 1 -type f -executable ! -name '*.*')
 
 # Fast: pure modules, the resource graph under mocks, the CLI. No lab, no engine.

@@ -14,7 +14,7 @@ flock -w 120 9 || die "another lab script holds $LAB_STATE_DIR/.lock"
 for node in "$@"; do lab_check_node_name "$node"; done
 for node in "$@"; do
   d="$(node_dir "$node")"
-  [ -f "$d/base" ] && [ -f "$d/layer" ] || die "$node: has no disk to boot again (start the lab first)"
+  if [ ! -f "$d/base" ] || [ ! -f "$d/layer" ]; then die "$node: has no disk to boot again (start the lab first)"; fi
   lab_stop_node "$node" kill
   log "$node: power cut"
   lab_mount_rootfs "$node" "$(cat "$d/base")" "$(cat "$d/layer")"

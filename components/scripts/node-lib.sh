@@ -141,11 +141,12 @@ restore_files() {
   done < <(cd "$BACKUP_PREVIOUS" && find . -type f ! -path './.*' | sed 's|^\.||')
 }
 
-# restore_units [--no-block]: Docker's and the runtime's units enabled and
-# running as the backup recorded. At boot (--no-block) the starts are queued
-# behind the recovery unit instead of waited for.
+# restore_units --wait|--no-block: Docker's and the runtime's units enabled
+# and running as the backup recorded. At boot (--no-block) the starts are
+# queued behind the recovery unit instead of waited for.
 restore_units() {
-  local block=${1:-} unit enabled active
+  local block=$1 unit enabled active
+  [ "$block" = --no-block ] || block=
   while read -r unit enabled active; do
     if [ "$enabled" = enabled ]; then systemctl enable "$unit"; else systemctl disable "$unit"; fi
     if [ "$active" = active ]; then
@@ -169,7 +170,7 @@ restore_previous() {
   stop_cri_pods "$(var cri_endpoint)"
   restore_files
   systemctl daemon-reload
-  restore_units
+  restore_units --wait
   rm -f "$SHIMLESS_STATE/token"
   sync
   systemctl reset-failed kubelet

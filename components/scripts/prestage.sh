@@ -106,8 +106,9 @@ main() {
   if ! command -v crictl >/dev/null 2>&1; then
     # The switch checks the new runtime through CRI: find out now, before the
     # node is cordoned, whether it can.
-    [ "$runtime" = containerd ] && command -v ctr >/dev/null 2>&1 ||
+    if [ "$runtime" != containerd ] || ! command -v ctr >/dev/null 2>&1; then
       die "crictl (cri-tools) is not installed: the switch could not check $runtime's CRI endpoint; install cri-tools"
+    fi
     log "warning: crictl (cri-tools) is missing; the CRI check will fall back to ctr"
   fi
   # Boot units that finish or undo a switch a power cut interrupts.
