@@ -74,3 +74,11 @@ def test_operator_killed_during_drain_converges_uncordoned(operator):
 
 def test_second_operator_is_refused(operator):
     check(faults.concurrent_case(operator))
+
+
+def test_a_bundle_that_fails_to_unpack_leaves_no_copy(operator):
+    from components.bundle import script
+    broken = script("entry.sh") + "file var/node !!!not-base64!!!\nstep switch.sh -\n"
+    done = faults.ssh_result(faults.NODE, "bash -s", broken)
+    assert done.returncode != 0
+    assert lab.out(faults.NODE, "ls -A /var/lib/shimless/run 2>/dev/null || true") == ""

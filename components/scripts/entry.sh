@@ -8,8 +8,11 @@ main() {
   local work=/var/lib/shimless/run
   umask 077
   mkdir -p "$work"
-  local dir
+  # Global, not local: the EXIT trap runs after main has returned. Bundles can
+  # hold the kubelet's and runtime's config: no copy stays, even after a failed
+  # unpack.
   dir=$(mktemp -d "$work/bundle.XXXXXX")
+  trap 'rm -rf "$dir"' EXIT
   local kind name data step=""
   while IFS=' ' read -r kind name data; do
     case "$kind" in
@@ -29,8 +32,6 @@ main() {
   fi
   local rc=0
   bash "$dir/$step" "$dir" || rc=$?
-  # Bundles can hold the kubelet's and runtime's config: do not leave copies.
-  rm -rf "$dir"
   exit "$rc"
 }
 

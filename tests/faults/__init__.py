@@ -54,9 +54,13 @@ STEP_MARKERS = (
 )
 
 
-def ssh_input(node: str, command: str, stdin: str) -> None:
-    done = subprocess.run([str(lab.ROOT / "lab" / "ssh"), node, command], input=stdin, capture_output=True,
+def ssh_result(node: str, command: str, stdin: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(lab.ROOT / "lab" / "ssh"), node, command], input=stdin, capture_output=True,
                           text=True, timeout=60, check=False)
+
+
+def ssh_input(node: str, command: str, stdin: str) -> None:
+    done = ssh_result(node, command, stdin)
     if done.returncode != 0:
         raise AssertionError(f"{node}: `{command}` failed: {done.stderr.strip()}")
 
