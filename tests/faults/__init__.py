@@ -236,9 +236,10 @@ class Operator:
         return self.run("up", "--yes", "--skip-preview")
 
 
-def started(step: str) -> re.Pattern:
-    """The CLI's progress line of a step of NODE starting (created or updated)."""
-    return re.compile(rf"shimless-{NODE}-{step} (creating|updating) ")
+def started(step: str, then: str = "") -> re.Pattern:
+    """The CLI's progress line of a step of NODE running (being created or
+    updated), and printing `then` if given."""
+    return re.compile(rf"shimless-{NODE}-{step} (creating|updating) .*{then}")
 
 
 def up_until(op: Operator, marker: re.Pattern, sig: int, timeout: float = 600) -> tuple[str, bool]:
@@ -333,12 +334,19 @@ def powercut_case(op: Operator, step: str, k: int) -> Outcome:
                    f"state {state}\n{result.get('out', '')[-2000:]}\n{again[-2000:]}", result.get("out", ""))
 
 
-PHASES = ("prestage", "drain", "switch", "verify")
+# When each phase is under way, by the progress line the CLI prints for it:
+# the drain once the node is cordoned, the switch once it has stopped things.
+PHASES = {
+    "prestage": "",
+    "drain": r"node/\S+ cordoned",
+    "switch": r"stopping \d+ Docker containers|kubelet, Docker and its containers stopped",
+    "verify": "",
+}
 
 
 def operator_case(op: Operator, phase: str, sig: int) -> Outcome:
     reset_node()
-    out, seen = up_until(op, started(phase), sig)
+    out, seen = up_until(op, started(phase, PHASES[phase]), sig)
     if not seen:
         raise AssertionError(f"`pulumi up` never reached {phase}:\n{out[-3000:]}")
     # A switch already under way finishes (or rolls back) on the node on its own.
