@@ -34,7 +34,7 @@ unit: setup
 # The lab is always torn down afterwards, pass or fail.
 test: setup shellcheck
 	bash lab/lab-up.sh
-	$(ENV) python -m pytest -rs; rc=$$?; bash lab/lab-down.sh; exit $$rc
+	rc=0; $(ENV) python -m pytest -rs || rc=$$?; bash lab/lab-down.sh; exit $$rc
 
 e2e: setup
 	bash lab/lab-up.sh
