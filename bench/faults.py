@@ -58,9 +58,7 @@ def main() -> int:
         print(f"a clean switch runs {len(calls)} external commands; step boundaries: {boundaries}")
         print(faults.HEADER)
         rows.write(faults.HEADER + "\n")
-        if "command" in kinds:
-            for k in range(1, len(calls) + 1, options.every):
-                record(faults.command_case(op, k))
+        # The kinds with the fewest cases first: rows are written as they come.
         if "powercut" in kinds:
             for step, k in boundaries:
                 record(faults.powercut_case(op, step, k))
@@ -70,6 +68,9 @@ def main() -> int:
                     record(faults.operator_case(op, phase, sig))
         if "concurrent" in kinds:
             record(faults.concurrent_case(op))
+        if "command" in kinds:
+            for k in range(1, len(calls) + 1, options.every):
+                record(faults.command_case(op, k))
         resets_ok = 0
         for cycle in range(options.resets):
             code, _ = op.up()
