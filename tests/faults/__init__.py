@@ -104,11 +104,12 @@ def counted(node: str = NODE) -> list[str]:
 
 def step_boundaries(calls: list[str]) -> list[tuple[str, int]]:
     """(step, k) for the first call of each step marker, k 1-based."""
-    found = []
-    for step, pattern in STEP_MARKERS:
-        k = next((i for i, call in enumerate(calls, 1) if re.fullmatch(pattern, call)), None)
+    found, after = [], 0
+    for step, pattern in STEP_MARKERS:  # in the switch's order: each after the one before
+        k = next((i for i, call in enumerate(calls, 1) if i > after and re.fullmatch(pattern, call)), None)
         if k is not None:
             found.append((step, k))
+            after = k
     return found
 
 
