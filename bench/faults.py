@@ -31,6 +31,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinds", default="command,powercut,operator,concurrent")
     parser.add_argument("--every", type=int, default=1)
+    parser.add_argument("--first", type=int, default=1, help="command kind: the first call to fail")
     parser.add_argument("--resets", type=int, default=10)
     options = parser.parse_args()
     kinds = options.kinds.split(",")
@@ -49,6 +50,16 @@ def main() -> int:
             if outcome.verdict == "between" or outcome.left_cordoned or not outcome.converged:
                 print(outcome.detail, flush=True)
 
+        def attempt(kind: str, point: str, case, *args) -> None:
+            """Run one case; a case the harness could not finish is a row too."""
+            try:
+                record(case(op, *args))
+            except Exception as error:  # noqa: BLE001 - the matrix goes on
+                verdict, state = faults.settle(timeout=60)
+                record(faults.Outcome(kind, point, verdict, False, False,
+                                      state.get("unschedulable") == "True",
+                                      f"harness error: {error}"[-3000:]))
+
         op = faults.Operator.create(Path(tmp), config)
         calls, text = faults.counting_run(op)
         if not calls:
@@ -61,16 +72,16 @@ def main() -> int:
         # The kinds with the fewest cases first: rows are written as they come.
         if "powercut" in kinds:
             for step, k in boundaries:
-                record(faults.powercut_case(op, step, k))
+                attempt("powercut", f"before {step} (call {k})", faults.powercut_case, step, k)
         if "operator" in kinds:
             for phase in faults.PHASES:
                 for sig in (signal.SIGINT, signal.SIGKILL):
-                    record(faults.operator_case(op, phase, sig))
+                    attempt("operator", f"{sig.name} during {phase}", faults.operator_case, phase, sig)
         if "concurrent" in kinds:
-            record(faults.concurrent_case(op))
+            attempt("concurrent", "second up during prestage", faults.concurrent_case)
         if "command" in kinds:
-            for k in range(1, len(calls) + 1, options.every):
-                record(faults.command_case(op, k))
+            for k in range(options.first, len(calls) + 1, options.every):
+                attempt("command", f"call {k}", faults.command_case, k)
         resets_ok = 0
         for cycle in range(options.resets):
             code, _ = op.up()

@@ -8,7 +8,7 @@ leading word:
     prestaged runtime=R version=V                             prestage.sh
     switched runtime=R docker_stopped_ms=N kubelet_up_ms=N window_ms=N
     in-sync runtime=R                                         switch.sh -> verify.py, stack outputs
-    failed step=S rolled_back=yes|incomplete                  switch.sh (the step then fails)
+    failed step=S rolled_back=yes|incomplete|not-needed       switch.sh (the step then fails)
     rolled_back=yes|incomplete                                rollback.sh
 
 The shell scripts print them with printf; tests/test_protocol.py checks those
@@ -21,7 +21,7 @@ from typing import Callable
 
 PREFLIGHT_ACTIONS = ("switch", "in-sync")
 UNSCHEDULABLE_STATES = ("true", "false", "unchanged")
-ROLLBACK_OUTCOMES = ("yes", "incomplete")
+ROLLBACK_OUTCOMES = ("yes", "incomplete", "not-needed")
 
 
 class ProtocolError(ValueError):
@@ -133,7 +133,7 @@ class SwitchResult:
     kubelet_up_ms: int = 0  # switched: when the kubelet was up on the new runtime
     window_ms: int = 0  # switched: the time between the two
     step: str = ""  # failed: the step that failed
-    rolled_back: str = ""  # failed: yes | incomplete
+    rolled_back: str = ""  # failed: yes | incomplete | not-needed (nothing had changed)
 
     @property
     def switched(self) -> bool:

@@ -21,5 +21,6 @@ for node in "$@"; do
   lab_prepare_node "$node"
   lab_start_node "$node"
 done
+lab_restart_early_exits "$@"
 for node in "$@"; do lab_wait_node "$node"; done
 log "powered on again: $*"

@@ -30,6 +30,7 @@ for node in "${NODES[@]}"; do
   lab_prepare_node "$node"
   lab_start_node "$node"
 done
+lab_restart_early_exits "${NODES[@]}"
 for node in "${NODES[@]}"; do lab_wait_node "$node"; done
 if [ "$cluster" = 1 ]; then
   for node in "${NODES[@]}"; do lab_write_node_kubeconfig "$node"; done

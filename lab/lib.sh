@@ -614,6 +614,19 @@ lab_start_node() {
   log "$node: started (nspawn pid $pid, ssh 127.0.0.1:$port, console log $log)"
 }
 
+# lab_restart_early_exits NODE...: after lab_start_node of each, give them a
+# moment; a node whose nspawn already exited (seen right after a hard kill of
+# its previous life, with nothing in its log) is started once more.
+lab_restart_early_exits() {
+  local node
+  sleep 3
+  for node in "$@"; do
+    lab_node_pid "$node" >/dev/null && continue
+    warn "$node: nspawn exited right after starting (log: $(tail -2 "$LAB_STATE_DIR/$node.log" | tr -s '\n' ' ')); starting it again"
+    lab_start_node "$node"
+  done
+}
+
 _lab_proc_alive() {
   local s
   [ -d "/proc/$1" ] || return 1

@@ -17,10 +17,13 @@ log() { printf 'shimless[%s] %s\n' "${SHIMLESS_NODE:-node}" "$*" >&2; }
 
 die() { log "ERROR: $*"; exit 1; }
 
-# var NAME: a value shipped in the bundle (empty when absent).
+# var NAME: a value shipped in the bundle (empty when absent). Read with
+# bash's own `read`: no external command that could fail before a step has
+# even named itself.
 var() {
-  local file="$SHIMLESS_BUNDLE/var/$1"
-  if [ -f "$file" ]; then cat "$file"; fi
+  local file="$SHIMLESS_BUNDLE/var/$1" value=""
+  if [ -f "$file" ]; then IFS= read -r -d '' value <"$file" || true; fi
+  printf '%s' "$value"
 }
 
 # Desired files live in the bundle under root/<absolute node path>.

@@ -66,7 +66,13 @@ ARMED=0
 # a function, a `die` or a failed command substitution.
 on_exit() {
   local rc=$?
-  [ "$ARMED" = 1 ] || return 0
+  if [ "$ARMED" != 1 ]; then
+    if [ "$rc" != 0 ]; then
+      log "step '$STEP' failed (exit $rc) before the node was touched: it still runs on its previous runtime"
+      printf 'failed step=%s rolled_back=not-needed\n' "$STEP"
+    fi
+    return 0
+  fi
   ARMED=0
   set +e
   local failed_step=$STEP
