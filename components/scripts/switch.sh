@@ -61,6 +61,8 @@ backup() {
 
 # Set while the node is between runtimes: any exit then rolls back.
 ARMED=0
+# Set once this run starts its own journal (not one an earlier run left).
+JOURNAL_OURS=0
 
 # on_exit: the EXIT trap. Unlike an ERR trap it also fires for a failure inside
 # a function, a `die` or a failed command substitution.
@@ -68,6 +70,8 @@ on_exit() {
   local rc=$?
   if [ "$ARMED" != 1 ]; then
     if [ "$rc" != 0 ]; then
+      # A journal this run began but never armed describes nothing: drop it.
+      if [ "$JOURNAL_OURS" = 1 ]; then rm -rf "$JOURNAL" "$JOURNAL.new"; fi
       log "step '$STEP' failed (exit $rc) before the node was touched: it still runs on its previous runtime"
       printf 'failed step=%s rolled_back=not-needed\n' "$STEP"
     fi
@@ -121,6 +125,7 @@ switch() {
   STEP=backup
   install_recovery_units || die "could not install the boot recovery units"
   backup
+  JOURNAL_OURS=1
   journal_begin
   ARMED=1
 
