@@ -71,7 +71,7 @@ on_exit() {
   if [ "$ARMED" != 1 ]; then
     if [ "$rc" != 0 ]; then
       # A journal this run began but never armed describes nothing: drop it.
-      if [ "$JOURNAL_OURS" = 1 ]; then rm -rf "$JOURNAL" "$JOURNAL.new"; fi
+      if [ "$JOURNAL_OURS" = 1 ]; then rm -rf "$JOURNAL" "$JOURNAL.new" || true; fi
       log "step '$STEP' failed (exit $rc) before the node was touched: it still runs on its previous runtime"
       printf 'failed step=%s rolled_back=not-needed\n' "$STEP"
     fi
