@@ -139,7 +139,11 @@ def cluster_config():
     config = lab.require_lab()
     assert config["config"]["shimless:cluster"] == {"mode": "kubeconfig"}, "lab-up did not start the cluster"
     yield config
-    # Give the other e2e modules their plain lab back: stand-in nodes, no cluster in the stack.
+    restore_plain_lab()
+
+
+def restore_plain_lab() -> None:
+    """Give the other e2e modules their plain lab back: stand-in nodes, no cluster in the stack."""
     plain = {k: v for k, v in os.environ.items() if k not in ("LAB_CLUSTER", "LAB_KUBELET")}
     for script in ("lab-reset.sh", "lab-up.sh"):
         lab.script(script, env=plain)

@@ -6,13 +6,12 @@ fully on Docker or fully on containerd, and a re-run must converge with
 nothing left cordoned."""
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
 
 from tests import faults, lab
-from tests.test_e2e_cluster import cluster_reset, deploy_workload
+from tests.test_e2e_cluster import cluster_reset, deploy_workload, restore_plain_lab
 
 pytestmark = pytest.mark.e2e
 
@@ -24,10 +23,7 @@ def operator(tmp_path_factory):
     deploy_workload()
     op = faults.Operator.create(tmp_path_factory.mktemp("faults"), config)
     yield op
-    # Give the other e2e modules their plain lab back (as test_e2e_cluster does).
-    plain = {k: v for k, v in os.environ.items() if k not in ("LAB_CLUSTER", "LAB_KUBELET")}
-    for script in ("lab-reset.sh", "lab-up.sh"):
-        lab.script(script, env=plain)
+    restore_plain_lab()
 
 
 @pytest.fixture(scope="module")

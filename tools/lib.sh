@@ -91,12 +91,6 @@ if d.get("Error") or not d.get("Dir"):
 print(d["Dir"])'
 }
 
-# go_mod_available MODULE@VERSION: is the module's zip served by the proxy?
-# (A quick check before a long build.)
-go_mod_available() {
-  go_mod_dir "$1" >/dev/null 2>&1
-}
-
 # copy_remote_replaces FROM_GOMOD: copy the replace directives of a go.mod
 # that point at other modules (not local directories) into the go.mod in the
 # current directory. `go install module@version` refuses modules with any
@@ -151,7 +145,7 @@ official_installer_reachable() {
       SHIMLESS_OFFICIAL_REACHABLE=yes
     else
       SHIMLESS_OFFICIAL_REACHABLE=no
-      log "get.pulumi.com is not reachable: building from Go modules"
+      log "get.pulumi.com is not reachable: building from upstream source"
     fi
   fi
   [[ $SHIMLESS_OFFICIAL_REACHABLE == yes ]]

@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from tests import lab
 from tests.test_e2e_cluster import node_json
@@ -394,4 +393,4 @@ def lab_config() -> dict:
     lab.script("lab-up.sh", env=LAB_ENV)
     config = lab.require_lab()
     assert config["config"]["shimless:cluster"] == {"mode": "kubeconfig"}, "lab-up did not start the cluster"
-    return yaml.safe_load(yaml.safe_dump(config))
+    return config
