@@ -9,6 +9,7 @@ import gzip
 from pathlib import Path
 
 from components.daemon_json import PROXY_DROP_INS
+from components.facts import KNOWN_CRI_SOCKETS, PROBED_UNITS, source_units
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 # The remote command itself: read the launcher and bundle from stdin, as root.
@@ -33,9 +34,28 @@ def bundle_line(kind: str, name: str, content: str) -> str:
     return f"{kind} {name} {base64.b64encode(packed).decode()}\n"
 
 
+def runtime_variables(runtime: str) -> dict[str, str]:
+    """What every step moving a node to `runtime` knows of the node's units and
+    sockets, decided once in components/facts.py: `source_units` (stopped and
+    disabled by the switch, in that order, restored by a rollback) and
+    `cri_sockets` ("PATH UNIT..." lines: kubeadm's known CRI sockets)."""
+    return {
+        "source_units": " ".join(source_units(runtime)),
+        "cri_sockets": "".join(f"{path} {' '.join(units)}\n" for path, units in KNOWN_CRI_SOCKETS.items()),
+    }
+
+
+def probe_script() -> str:
+    """scripts/probe.sh, told which units to report."""
+    return f"PROBE_UNITS='{' '.join(PROBED_UNITS)}'\n" + script("probe.sh")
+
+
 def bundle(step: str, variables: dict[str, object], files: dict[str, str] | None = None) -> str:
-    """The launcher followed by a bundle that runs `step` with `variables`, the
-    shared library, and `files` (node path -> content) under root/."""
+    """The launcher followed by a bundle that runs `step` with `variables` (with
+    `runtime_variables` when they name the runtime), the shared library, and
+    `files` (node path -> content) under root/."""
+    if "runtime" in variables:
+        variables = {**runtime_variables(str(variables["runtime"])), **variables}
     lines = [bundle_line("file", name, script(name)) for name in (step, "node-lib.sh")]
     lines += [bundle_line("file", f"var/{key}", str(value)) for key, value in sorted(variables.items())]
     lines += [bundle_line("file", f"root{path}", content) for path, content in sorted((files or {}).items())]

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Iterator, NamedTuple
 
 from components import daemon_json, kubelet_flags, render
-from components.facts import KUBEADM_FLAGS, KUBELET_CONFIG, NodeFacts
+from components.facts import KUBEADM_FLAGS, KUBEADM_INSTANCE_CONFIG, KUBELET_CONFIG, NodeFacts
 from components.model import RuntimeTarget
 
 
@@ -71,6 +71,11 @@ def desired_state(facts: NodeFacts, target: RuntimeTarget) -> DesiredState:
             target, containerd_version=runtime_version if target.runtime == "containerd" else "",
             cgroup_driver=cgroup_driver, translation=translation)
     flags, in_config = _kubelet_files(version, target, flags_text, config_text, translation, files)
+    instance_text = _text_of(facts, KUBEADM_INSTANCE_CONFIG)
+    with _reading(KUBEADM_INSTANCE_CONFIG):
+        instance = kubelet_flags.rewrite_instance_config(instance_text, target.cri_endpoint)
+    if instance is not None:
+        files[KUBEADM_INSTANCE_CONFIG] = instance
     if facts.runtime != target.runtime and facts.runtime not in ("docker", "unknown"):
         warnings.append(f"the kubelet is on {facts.runtime}; shimless moves it to {target.runtime}")
     return DesiredState(dict(sorted(files.items())), cgroup_driver, runtime_version, flags, in_config,

@@ -10,8 +10,46 @@ from components.model import CRI_ENDPOINTS
 
 KUBEADM_FLAGS = "/var/lib/kubelet/kubeadm-flags.env"
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
+# Newer kubeadm (NodeLocalCRISocket) keeps the node's CRI socket here instead of
+# in the Node annotation, as a KubeletConfiguration fragment.
+KUBEADM_INSTANCE_CONFIG = "/var/lib/kubelet/instance-config.yaml"
 DAEMON_JSON = "/etc/docker/daemon.json"
 ORIGINAL_DAEMON_JSON = "/var/lib/shimless/backup/original/etc/docker/daemon.json"
+
+
+# Mirantis cri-dockerd: Docker Engine behind CRI, the usual way to keep Docker on 1.24+.
+CRI_DOCKERD_ENDPOINT = "unix:///run/cri-dockerd.sock"
+
+# Units of what a node leaves behind, in the order the switch stops them and a
+# rollback starts them again: Docker (its socket first, so socket activation
+# cannot start it again) and cri-dockerd in front of it.
+DOCKER_UNITS = ("docker.socket", "docker.service")
+CRI_DOCKERD_UNITS = ("cri-docker.socket", "cri-docker.service")
+RUNTIME_SERVICES = {"containerd": "containerd.service", "cri-o": "crio.service"}
+PROBED_UNITS = ("kubelet.service",) + DOCKER_UNITS + CRI_DOCKERD_UNITS + tuple(RUNTIME_SERVICES.values())
+
+# The CRI sockets kubeadm looks for when it has to guess a node's runtime
+# (1.24+: containerd, CRI-O, cri-dockerd; up to 1.23 also dockershim's and
+# Docker's), each with the units that serve it. With more than one present
+# kubeadm refuses ("found multiple CRI endpoints on the host").
+# Docker's and cri-dockerd's are served by a socket unit or by the service itself.
+KNOWN_CRI_SOCKETS = {
+    "/run/containerd/containerd.sock": ("containerd.service",),
+    "/run/crio/crio.sock": ("crio.service",),
+    "/run/cri-dockerd.sock": CRI_DOCKERD_UNITS,
+    "/run/dockershim.sock": ("kubelet.service",),
+    "/run/docker.sock": DOCKER_UNITS,
+}
+
+
+def source_units(runtime: str) -> tuple[str, ...]:
+    """The units the switch to `runtime` stops and disables, and a rollback
+    restores: Docker's, cri-dockerd's and every other CRI runtime's (Docker's
+    own containerd on a CRI-O node), so that the node ends with one CRI endpoint."""
+    if runtime not in RUNTIME_SERVICES:
+        raise ValueError(f"unknown runtime {runtime!r}")
+    others = tuple(service for name, service in RUNTIME_SERVICES.items() if name != runtime)
+    return DOCKER_UNITS + CRI_DOCKERD_UNITS + others
 
 
 class ProbeError(Exception):
@@ -65,11 +103,15 @@ class NodeFacts:
 
     @property
     def kubelet_endpoint(self) -> str:
-        """The CRI endpoint the kubelet is configured for; "" means dockershim."""
-        flags = self.files.get(KUBEADM_FLAGS, "") + " " + self.get("kubelet.cmdline")
-        match = re.search(r"--container-runtime-endpoint[= ]+[\"']?([^\s\"']+)", flags)
-        if match:
-            return match.group(1)
+        """The CRI endpoint the kubelet is configured for; "" means dockershim.
+
+        A flag wins over the KubeletConfiguration, and of repeated flags the
+        last, as for the kubelet; the running kubelet's command line counts
+        when kubeadm-flags.env says nothing."""
+        for flags in (self.files.get(KUBEADM_FLAGS, ""), self.get("kubelet.cmdline")):
+            found = re.findall(r"--container-runtime-endpoint(?:=|\s+)[\"']?([^\s\"']+)", flags)
+            if found:
+                return found[-1]
         match = re.search(r"^containerRuntimeEndpoint:\s*[\"']?([^\s\"']+)", self.files.get(KUBELET_CONFIG, ""), re.M)
         return match.group(1) if match else ""
 
@@ -79,10 +121,14 @@ class NodeFacts:
         endpoint = self.kubelet_endpoint
         if not endpoint or "dockershim" in endpoint:
             return "docker" if self.kubelet_version else "unknown"
-        for runtime, cri_endpoint in CRI_ENDPOINTS.items():
+        for runtime, cri_endpoint in {**CRI_ENDPOINTS, "cri-dockerd": CRI_DOCKERD_ENDPOINT}.items():
             if _socket(endpoint) == _socket(cri_endpoint):
                 return runtime
-        return "cri-dockerd" if "cri-dockerd" in endpoint else "unknown"
+        # cri-dockerd listening elsewhere (its --container-runtime-endpoint):
+        # known by its units.
+        if any(self.unit(unit).is_active for unit in CRI_DOCKERD_UNITS) or "cri-dockerd" in endpoint:
+            return "cri-dockerd"
+        return "unknown"
 
 
 def _socket(endpoint: str) -> str:

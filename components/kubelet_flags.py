@@ -317,6 +317,14 @@ def endpoint_belongs_in_config(kubelet_version: str | Version, config_text: str)
     return kubelet_config_value(config_text, "containerRuntimeEndpoint") is not None
 
 
+def rewrite_instance_config(instance_text: str, cri_endpoint: str) -> str | None:
+    """kubeadm's instance-config.yaml with its containerRuntimeEndpoint pointed
+    at `cri_endpoint`; None when it carries none (then it is not shimless' file)."""
+    if kubelet_config_value(instance_text, "containerRuntimeEndpoint") is None:
+        return None
+    return rewrite_kubelet_config(instance_text, cri_endpoint=cri_endpoint, settings={})
+
+
 def _yaml_line(key: str, value) -> str:
     return yaml.safe_dump({key: value}, default_flow_style=False, sort_keys=False)
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from components.daemon_json import DEFAULT_ROOTS, DOCKER_DEFAULT_DATA_ROOT
 from components.desired import Blocked, desired_state
-from components.facts import NodeFacts
+from components.facts import RUNTIME_SERVICES, NodeFacts, source_units
 from components.model import (
     CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, DockerPolicy, NodeSpec, RolloutPolicy, RuntimeTarget,
     Settings,
@@ -185,9 +185,8 @@ def _drift(facts: NodeFacts, files: dict[str, str], runtime: str) -> list[Drift]
         if live != content:
             seen = facts.unreadable.get(path) or ("missing" if live is None else f"differs ({_digest(live)})")
             found.append(Drift(path, f"rendered ({_digest(content)})", seen))
-    service = "crio.service" if runtime == "cri-o" else "containerd.service"
-    expected_units = {service: ("enabled", "active"), "docker.service": ("disabled", "inactive"),
-                      "docker.socket": ("disabled", "inactive"), "kubelet.service": (None, "active")}
+    expected_units = {RUNTIME_SERVICES[runtime]: ("enabled", "active"), "kubelet.service": (None, "active"),
+                      **{unit: ("disabled", "inactive") for unit in source_units(runtime)}}
     for unit_name, (enabled, active) in expected_units.items():
         unit = facts.unit(unit_name)
         if enabled == "enabled" and not unit.is_enabled or enabled == "disabled" and unit.is_enabled:

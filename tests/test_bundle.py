@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import base64
 import gzip
+import re
 
-from components.bundle import REMOTE_COMMAND, bundle, bundle_line, holds_credentials, script
+from components.bundle import REMOTE_COMMAND, bundle, bundle_line, holds_credentials, probe_script, script
 from components.daemon_json import PROXY_DROP_INS
+from components.facts import PROBED_UNITS, source_units
 
 
 def unpack(stdin: str) -> tuple[dict[str, str], list[str]]:
@@ -28,11 +30,15 @@ def test_a_bundle_carries_the_step_its_library_variables_and_files():
                    {"/etc/crictl.yaml": "timeout: 10\n", "/etc/containerd/config.toml": "version = 2\n"})
     files, steps = unpack(stdin)
     assert steps == ["switch.sh"]
+    sockets = files.pop("var/cri_sockets")
     assert files == {
         "switch.sh": script("switch.sh"), "node-lib.sh": script("node-lib.sh"),
         "var/health_timeout": "300", "var/runtime": "containerd",
+        "var/source_units": "docker.socket docker.service cri-docker.socket cri-docker.service crio.service",
         "root/etc/containerd/config.toml": "version = 2\n", "root/etc/crictl.yaml": "timeout: 10\n",
     }
+    assert "/run/containerd/containerd.sock containerd.service\n" in sockets
+    assert "/run/cri-dockerd.sock cri-docker.socket cri-docker.service\n" in sockets
     # entry.sh refuses absolute and ".." names: every name here is relative.
     assert not any(name.startswith("/") or ".." in name for name in files)
 
@@ -53,3 +59,18 @@ def test_only_proxy_drop_ins_count_as_credentials():
 def test_the_remote_command_runs_bash_as_root_or_through_sudo():
     assert REMOTE_COMMAND.startswith('if [ "$(id -u)" -eq 0 ]; then exec bash -s;')
     assert "sudo -n bash -s" in REMOTE_COMMAND
+
+
+def test_every_step_that_names_the_runtime_gets_the_units_decided_in_python():
+    for step in ("switch.sh", "preflight.sh", "rollback.sh", "cleanup.sh"):
+        files, _ = unpack(bundle(step, {"runtime": "cri-o"}))
+        assert files["var/source_units"].split() == list(source_units("cri-o"))
+    # The scripts read the list from the bundle and keep no copy of their own.
+    for name in ("switch.sh", "cleanup.sh", "node-lib.sh", "probe.sh"):
+        assert not re.search(r"docker\.socket|cri-docker\.(socket|service)", script(name)), name
+
+
+def test_the_probe_is_told_which_units_to_report():
+    first, rest = probe_script().split("\n", 1)
+    assert first == f"PROBE_UNITS='{' '.join(PROBED_UNITS)}'"
+    assert rest == script("probe.sh")

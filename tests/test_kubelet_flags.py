@@ -1,9 +1,16 @@
-"""kubeadm-flags.env and KubeletConfiguration rewriting across kubelet 1.20-1.31."""
+"""kubeadm-flags.env, KubeletConfiguration and kubeadm instance-config rewriting across
+kubelet 1.20-1.31, from dockershim and cri-dockerd to containerd and CRI-O."""
 from __future__ import annotations
 
 import pytest
 import yaml
 
+from components.config import parse_target
+from components.desired import desired_state
+from components.facts import KUBEADM_FLAGS as FLAGS_PATH
+from components.facts import KUBEADM_INSTANCE_CONFIG as INSTANCE_PATH
+from components.facts import KUBELET_CONFIG as CONFIG_PATH
+from components.facts import NodeFacts
 from components.kubelet_flags import (
     FlagsRewrite,
     dockershim_in_use,
@@ -320,3 +327,125 @@ def test_kubelet_config_values_and_cgroup_driver():
 )
 def test_endpoint_belongs_in_config(version, config, expected):
     assert endpoint_belongs_in_config(version, config) is expected
+
+
+# --- every supported (kubelet minor, source, target) -------------------------
+# What a node's kubelet files look like on each source, and what they must be
+# after the rewrite, through desired_state (the function preview, up and the
+# render CLI share). {endpoint} is the target's CRI endpoint; an expected
+# config of None means config.yaml carries no containerRuntimeEndpoint.
+
+CRI_DOCKERD = "unix:///var/run/cri-dockerd.sock"
+DOCKERSHIM_ARGS = "--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:{pause}"
+CRI_DOCKERD_ARGS = f"--container-runtime=remote --container-runtime-endpoint={CRI_DOCKERD} " \
+    "--pod-infra-container-image=registry.k8s.io/pause:{pause}"
+CRI_DOCKERD_ARGS_127 = f"--container-runtime-endpoint={CRI_DOCKERD} " \
+    "--pod-infra-container-image=registry.k8s.io/pause:{pause}"
+REMOTE = "--container-runtime=remote --container-runtime-endpoint={endpoint}"
+PLAIN_CONFIG = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n"
+
+# (kubelet version, source, kubeadm-flags.env args before, args after, config endpoint after)
+MATRIX = [
+    ("v1.20.15", "dockershim", DOCKERSHIM_ARGS.format(pause="3.2"), REMOTE, None),
+    ("v1.21.14", "dockershim", DOCKERSHIM_ARGS.format(pause="3.4.1"), REMOTE, None),
+    ("v1.22.17", "dockershim", DOCKERSHIM_ARGS.format(pause="3.5"), REMOTE, None),
+    ("v1.23.17", "dockershim", DOCKERSHIM_ARGS.format(pause="3.6"), REMOTE, None),
+    # 1.24-1.26: --container-runtime=remote is still valid (deprecated).
+    ("v1.24.17", "cri-dockerd", CRI_DOCKERD_ARGS.format(pause="3.7"), REMOTE, None),
+    ("v1.25.16", "cri-dockerd", CRI_DOCKERD_ARGS.format(pause="3.8"), REMOTE, None),
+    ("v1.26.15", "cri-dockerd", CRI_DOCKERD_ARGS.format(pause="3.9"), REMOTE, None),
+    # 1.27 refuses --container-runtime (a node upgraded from 1.26 still has it)
+    # and ignores --pod-infra-container-image: both go, the endpoint moves to
+    # the KubeletConfiguration.
+    ("v1.27.16", "cri-dockerd", CRI_DOCKERD_ARGS.format(pause="3.9"), "", "{endpoint}"),
+    ("v1.28.15", "cri-dockerd", CRI_DOCKERD_ARGS_127.format(pause="3.9"), "", "{endpoint}"),
+    ("v1.29.10", "cri-dockerd", CRI_DOCKERD_ARGS_127.format(pause="3.9"), "", "{endpoint}"),
+    ("v1.30.6", "cri-dockerd", CRI_DOCKERD_ARGS_127.format(pause="3.9"), "", "{endpoint}"),
+    ("v1.31.2", "cri-dockerd", CRI_DOCKERD_ARGS_127.format(pause="3.10"), "", "{endpoint}"),
+]
+TARGETS = {
+    "containerd": lambda: parse_target({"runtime": "containerd"}),
+    "cri-o": lambda: parse_target({"runtime": "cri-o", "source": "package"}),
+}
+
+
+def node_facts(version: str, flags: str, config: str = PLAIN_CONFIG, **files: str) -> NodeFacts:
+    return NodeFacts(facts={"os.id": "debian", "kubelet.version": f"Kubernetes {version}",
+                            "containerd.version": "1.6.20"},
+                     files={FLAGS_PATH: env(flags), CONFIG_PATH: config, **files})
+
+
+def _matrix_ids():
+    return [f"{row[0]}-{row[1]}" for row in MATRIX]
+
+
+@pytest.mark.parametrize("target_name", sorted(TARGETS))
+@pytest.mark.parametrize("version,source,before,after,config_endpoint", MATRIX, ids=_matrix_ids())
+def test_every_version_source_and_target(version, source, before, after, config_endpoint, target_name):
+    target = TARGETS[target_name]()
+    facts = node_facts(version, before)
+    assert facts.runtime == ("docker" if source == "dockershim" else "cri-dockerd")
+    desired = desired_state(facts, target)
+    files = desired.files
+    assert files[FLAGS_PATH] == env(after.format(endpoint=target.cri_endpoint))
+    config = yaml.safe_load(files[CONFIG_PATH])
+    expected = config_endpoint.format(endpoint=target.cri_endpoint) if config_endpoint else None
+    assert config.get("containerRuntimeEndpoint") == expected
+    assert config["cgroupDriver"] == "systemd"
+    # What the kubelet would read afterwards: no dockershim flag, no pause
+    # image flag, --container-runtime only where 1.24-1.26 still accept it.
+    flags = files[FLAGS_PATH]
+    assert "--pod-infra-container-image" not in flags and "--network-plugin" not in flags
+    assert ("--container-runtime=" in flags) == (parse_kubelet_version(version)[:2] <= (1, 26))
+    assert flags.count("--container-runtime-endpoint") == (0 if config_endpoint else 1)
+    # The node as rewritten reads as being on the target, and rewriting again changes nothing.
+    after_facts = node_facts(version, "", files[CONFIG_PATH])
+    after_facts.files[FLAGS_PATH] = flags
+    assert after_facts.runtime == target.runtime
+    assert desired_state(after_facts, target).files == files
+
+
+@pytest.mark.parametrize("target_name", sorted(TARGETS))
+@pytest.mark.parametrize("version", ["v1.24.17", "v1.26.15", "v1.27.16", "v1.31.2"])
+def test_repeated_endpoint_flags_collapse_to_one(version, target_name):
+    # Seen on real nodes: the same --container-runtime-endpoint four times.
+    target = TARGETS[target_name]()
+    before = " ".join([f"--container-runtime-endpoint={CRI_DOCKERD}"] * 4 + ["--node-ip=10.0.0.9"])
+    result = rewrite_kubeadm_flags(env(before), version, target.cri_endpoint,
+                                   endpoint_in_config=endpoint_belongs_in_config(version, PLAIN_CONFIG))
+    in_config = parse_kubelet_version(version)[:2] >= (1, 27)
+    expected = "--node-ip=10.0.0.9" if in_config else \
+        f"--container-runtime-endpoint={target.cri_endpoint} --node-ip=10.0.0.9 --container-runtime=remote"
+    assert result.text == env(expected)
+    assert result.removed == (f"--container-runtime-endpoint={CRI_DOCKERD}",)
+
+
+@pytest.mark.parametrize("target_name", sorted(TARGETS))
+@pytest.mark.parametrize("version", ["v1.24.17", "v1.26.15"])
+def test_an_endpoint_already_in_the_config_is_rewritten_there_before_1_27(version, target_name):
+    target = TARGETS[target_name]()
+    config = PLAIN_CONFIG + f"containerRuntimeEndpoint: {CRI_DOCKERD}\n"
+    files = desired_state(node_facts(version, "--container-runtime=remote", config), target).files
+    assert yaml.safe_load(files[CONFIG_PATH])["containerRuntimeEndpoint"] == target.cri_endpoint
+    assert files[FLAGS_PATH] == env("--container-runtime=remote")
+
+
+INSTANCE_CONFIG = ("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+                   f"containerRuntimeEndpoint: {CRI_DOCKERD}\n")
+
+
+@pytest.mark.parametrize("target_name", sorted(TARGETS))
+def test_kubeadm_instance_config_endpoint_is_rewritten_there(target_name):
+    target = TARGETS[target_name]()
+    facts = node_facts("v1.31.2", "", PLAIN_CONFIG, **{INSTANCE_PATH: INSTANCE_CONFIG})
+    files = desired_state(facts, target).files
+    assert files[INSTANCE_PATH] == INSTANCE_CONFIG.replace(CRI_DOCKERD, target.cri_endpoint)
+    # Once rewritten it stays a managed file (and unchanged), so drift on it is seen.
+    facts.files[INSTANCE_PATH] = files[INSTANCE_PATH]
+    assert desired_state(facts, target).files[INSTANCE_PATH] == files[INSTANCE_PATH]
+
+
+def test_an_instance_config_without_an_endpoint_is_left_alone():
+    text = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+    facts = node_facts("v1.31.2", "", PLAIN_CONFIG, **{INSTANCE_PATH: text})
+    assert INSTANCE_PATH not in desired_state(facts, TARGETS["containerd"]()).files

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# After a successful switch: apply the docker policy. `keep` leaves Docker
-# installed, stopped and disabled; `purge` removes Docker's packages (never
+# After a successful switch: apply the docker policy. `keep` leaves Docker (and
+# cri-dockerd) installed, stopped and disabled; `purge` removes Docker's packages (never
 # containerd when it is the runtime now) and optionally Docker's data-root
 # (docker_data_root: daemon.json's data-root, decided in components/plan.py,
 # which blocks a node whose data-root holds the new runtime's root).
@@ -36,7 +36,8 @@ main() {
   data_root=$(var docker_data_root)
   data_root=${data_root:-/var/lib/docker}
   local unit
-  for unit in docker.socket docker.service; do
+  # What the node left (Docker, cri-dockerd, ...; components/facts.py) stays off.
+  for unit in $(var source_units); do
     if unit_exists "$unit" && { unit_enabled "$unit" || unit_active "$unit"; }; then
       systemctl disable --now "$unit"
     fi
@@ -48,7 +49,7 @@ main() {
   command -v apt-get >/dev/null 2>&1 || command -v dnf >/dev/null 2>&1 ||
     die "docker purge supports apt and dnf nodes only"
   local pkgs=() pkg
-  for pkg in docker.io docker-ce docker-ce-cli docker-ce-rootless-extras docker-buildx-plugin docker-compose-plugin moby-engine; do
+  for pkg in cri-dockerd docker.io docker-ce docker-ce-cli docker-ce-rootless-extras docker-buildx-plugin docker-compose-plugin moby-engine; do
     if command -v dpkg-query >/dev/null 2>&1; then
       dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' && pkgs+=("$pkg")
     elif rpm -q "$pkg" >/dev/null 2>&1; then
@@ -72,7 +73,7 @@ main() {
     command -v containerd >/dev/null 2>&1 || die "containerd disappeared while purging Docker"
     unit_active containerd || die "containerd is not active after purging Docker"
   fi
-  rm -f /var/run/docker.sock
+  rm -f /var/run/docker.sock /var/run/cri-dockerd.sock
   if [ "$remove_data" = true ]; then
     remove_data_root "$data_root"
     printf 'docker purged (%s) and its data-root %s removed\n' "${pkgs[*]:-no packages}" "$data_root"

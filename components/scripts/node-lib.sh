@@ -85,14 +85,13 @@ files_match() {
 }
 
 # in_target_state SERVICE: desired files live, the runtime enabled and active,
-# Docker disabled and stopped, the kubelet active.
+# the source units (Docker, cri-dockerd, ...) disabled and stopped, the kubelet active.
 in_target_state() {
-  local service=$1
-  files_match &&
-    unit_enabled "$service" && unit_active "$service" &&
-    ! unit_enabled docker.service && ! unit_active docker.service &&
-    ! unit_enabled docker.socket && ! unit_active docker.socket &&
-    unit_active kubelet
+  local service=$1 unit
+  files_match && unit_enabled "$service" && unit_active "$service" && unit_active kubelet || return 1
+  for unit in $(var source_units); do
+    if unit_enabled "$unit" || unit_active "$unit"; then return 1; fi
+  done
 }
 
 # kubelet_settled: active now and not restarted during the settle period.
@@ -228,7 +227,7 @@ Description=shimless: finish or undo a container runtime switch interrupted by a
 ConditionPathExists=$JOURNAL/phase
 DefaultDependencies=no
 After=local-fs.target
-Before=kubelet.service docker.service docker.socket containerd.service crio.service
+Before=kubelet.service containerd.service crio.service $(var source_units)
 
 [Service]
 Type=oneshot

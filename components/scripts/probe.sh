@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Read-only inventory of one node: OS, package manager, services, versions and
 # the files shimless reads or manages. Prints "fact KEY VALUE" and
-# "file PATH BASE64" lines; changes nothing on the node.
+# "file PATH BASE64" lines; changes nothing on the node. The units to report
+# come in PROBE_UNITS, set on the line before this script (components/bundle.py).
 set -euo pipefail
 
 fact() { printf 'fact %s %s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ' | sed 's/ *$//')"; }
@@ -49,13 +50,16 @@ main() {
   fact docker.version "$(docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
   fact docker.cgroupdriver "$(docker info --format '{{.CgroupDriver}}' 2>/dev/null || true)"
   fact crictl.present "$(command -v crictl >/dev/null 2>&1 && echo yes || echo no)"
-  for unit in kubelet.service docker.service docker.socket containerd.service crio.service; do
+  local units
+  read -ra units <<<"${PROBE_UNITS:?the probe needs PROBE_UNITS (components/bundle.py probe_script)}"
+  for unit in "${units[@]}"; do
     unit_state "$unit"
   done
   fact shimless.token "$(cat /var/lib/shimless/token 2>/dev/null || true)"
 
   local path
   for path in /var/lib/kubelet/kubeadm-flags.env /var/lib/kubelet/config.yaml \
+    /var/lib/kubelet/instance-config.yaml \
     /etc/default/kubelet /etc/sysconfig/kubelet \
     /etc/docker/daemon.json /var/lib/shimless/backup/original/etc/docker/daemon.json \
     /etc/containerd/config.toml /etc/crictl.yaml \

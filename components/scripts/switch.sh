@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The switch: stop the kubelet and Docker, activate the runtime's config,
+# The switch: stop the kubelet and Docker (with cri-dockerd, where the kubelet
+# used it, and any other CRI runtime), activate the runtime's config,
 # start the runtime, rewrite the kubelet's flags, start the kubelet on the new
 # runtime and check it stays up. Any failure, wherever it happens (a failed
 # command in any function, a `die`), restores the backups, re-enables Docker
@@ -17,7 +18,10 @@ SHIMLESS_BUNDLE=$1
 . "$SHIMLESS_BUNDLE/node-lib.sh"
 SHIMLESS_NODE=$(var node)
 
-DOCKER_UNITS=(docker.socket docker.service)
+# The units of what the node leaves (Docker, cri-dockerd, another CRI runtime),
+# in the order they stop and are restored; decided in components/facts.py.
+read -ra SOURCE_UNITS <<<"$(var source_units)"
+[ "${#SOURCE_UNITS[@]}" -gt 0 ] || die "the bundle names no source units"
 STEP=start
 
 runtime=$(var runtime)
@@ -43,11 +47,14 @@ backup() {
       printf '%s\n' "$path" >>"$BACKUP_PREVIOUS/.absent"
     fi
   done
-  local unit
-  for unit in "${DOCKER_UNITS[@]}" "$service"; do
-    printf '%s %s %s\n' "$unit" \
-      "$(systemctl is-enabled "$unit" 2>/dev/null || echo disabled)" \
-      "$(systemctl is-active "$unit" 2>/dev/null || echo inactive)"
+  local unit enabled active
+  for unit in "${SOURCE_UNITS[@]}" "$service"; do
+    # A source unit the node does not have has nothing to restore.
+    [ "$unit" = "$service" ] || unit_exists "$unit" || continue
+    # is-enabled/is-active print the state and fail for disabled/inactive.
+    enabled=$(systemctl is-enabled "$unit" 2>/dev/null) || true
+    active=$(systemctl is-active "$unit" 2>/dev/null) || true
+    printf '%s %s %s\n' "$unit" "${enabled:-disabled}" "${active:-inactive}"
   done >"$BACKUP_PREVIOUS/.units"
   # The first migration's backup is kept for good: it is the way back to Docker.
   if [ ! -e "$BACKUP_ORIGINAL/.complete" ]; then
@@ -109,7 +116,7 @@ stop_docker_containers() {
 }
 
 kill_leftover_docker_tasks() {
-  command -v ctr >/dev/null && [ -S /run/containerd/containerd.sock ] || return 0
+  command -v ctr >/dev/null && [ -S /run/containerd/containerd.sock ] && unit_active containerd.service || return 0
   local task
   for task in $(ctr -n moby tasks ls 2>/dev/null | awk '$3 == "RUNNING" {print $1}'); do
     log "Docker container $task still running without dockerd: killing it"
@@ -119,6 +126,45 @@ kill_leftover_docker_tasks() {
 
 kubelet_on_runtime() {
   kubelet_settled && cri_answers "$endpoint"
+}
+
+# target_socket: the path of the runtime's CRI socket (/var/run is /run).
+target_socket() {
+  local path=${endpoint#unix://}
+  case "$path" in /var/run/*) path=/run/${path#/var/run/} ;; esac
+  printf '%s' "$path"
+}
+
+# remove_stale_cri_sockets: a CRI socket whose units are all stopped is left
+# behind (systemd keeps a socket unit's file; a stopped kubelet its
+# dockershim.sock), and kubeadm would count it. Units re-create their own on a
+# rollback.
+remove_stale_cri_sockets() {
+  local path units unit target live
+  target=$(target_socket)
+  while read -r path units; do
+    if [ -z "$path" ] || [ "$path" = "$target" ] || [ ! -S "$path" ]; then continue; fi
+    live=0
+    for unit in $units; do
+      if unit_active "$unit"; then live=1; fi
+    done
+    if [ "$live" = 0 ]; then
+      log "removing the stale CRI socket $path ($units stopped)"
+      rm -f "$path"
+    fi
+  done <<<"$(var cri_sockets)"
+}
+
+# one_cri_socket: of the CRI sockets kubeadm looks for, the target's alone is
+# there (kubeadm refuses a host with several: "found multiple CRI endpoints").
+one_cri_socket() {
+  local path units found=()
+  while read -r path units; do
+    if [ -n "$path" ] && [ -S "$path" ]; then found+=("$path"); fi
+  done <<<"$(var cri_sockets)"
+  [ "${found[*]:-}" = "$(target_socket)" ] && return 0
+  log "CRI sockets on the node: ${found[*]:-none}; expected $(target_socket) alone"
+  return 1
 }
 
 switch() {
@@ -136,11 +182,14 @@ switch() {
   stop_docker_containers
   STEP=stop-docker
   local unit
-  for unit in "${DOCKER_UNITS[@]}"; do
+  for unit in "${SOURCE_UNITS[@]}"; do
+    # Docker's containers left running in containerd go before containerd does.
+    if [ "$unit" = containerd.service ]; then kill_leftover_docker_tasks; fi
     if unit_exists "$unit"; then systemctl disable --now "$unit"; fi
   done
   kill_leftover_docker_tasks
-  log "kubelet, Docker and its containers stopped"
+  remove_stale_cri_sockets
+  log "kubelet, ${SOURCE_UNITS[*]} and Docker's containers stopped"
 
   STEP=write-config
   local path
@@ -165,6 +214,8 @@ switch() {
   STEP=verify-kubelet
   wait_for "$health_timeout" "the kubelet on $runtime" kubelet_on_runtime
   local kubelet_up; kubelet_up=$(now_ms)
+  STEP=one-cri-socket
+  one_cri_socket || die "more than one CRI endpoint is left on the node"
 
   STEP=record
   record
@@ -178,7 +229,7 @@ switch() {
 # side (Docker off, the runtime on). Starts are queued behind this unit.
 complete_at_boot() {
   local unit
-  for unit in "${DOCKER_UNITS[@]}"; do
+  for unit in "${SOURCE_UNITS[@]}"; do
     if unit_exists "$unit"; then systemctl disable "$unit"; systemctl --no-block stop "$unit"; fi
   done
   systemctl enable "$service"
