@@ -27,6 +27,9 @@ MANAGED_HEADER = "# Managed by shimless; local edits are overwritten."
 _OLDEST_CONTAINERD = (1, 5, 0)
 # containerd 2.1 replaced cni bin_dir with the list bin_dirs.
 _CNI_BIN_DIRS_SINCE = (2, 1, 0)
+# containerd 2.3 reads config version 4 natively (the server's own settings
+# moved into plugins); it would migrate a version 3 file at every start.
+_CONFIG_V4_SINCE = (2, 3, 0)
 
 _VERSION_RE = re.compile(r"(?<![\w.])v?(\d+)\.(\d+)(?:\.(\d+))?(?![\d])")
 _BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -45,7 +48,8 @@ def parse_version(text: str) -> tuple[int, int, int]:
 
 
 def containerd_config_version(containerd_version: str) -> int:
-    """Config schema for this containerd: 2 for 1.x, 3 for 2.x ("" = unknown, assume 1.x)."""
+    """Config schema this containerd reads natively: 2 for 1.x, 3 for 2.0-2.2,
+    4 from 2.3 ("" = unknown, assume 1.x)."""
     if not containerd_version.strip():
         return 2
     if not re.fullmatch(r"[0-9A-Za-z.~+:-]+", containerd_version.strip()):
@@ -57,6 +61,8 @@ def containerd_config_version(containerd_version: str) -> int:
             f"containerd {containerd_version} is too old: registry config_path "
             "(certs.d/hosts.toml) needs containerd 1.5 or newer"
         )
+    if version >= _CONFIG_V4_SINCE:
+        return 4
     return 3 if version[0] >= 2 else 2
 
 

@@ -8,6 +8,8 @@
 #                          pulumi-resource-command, pulumi-resource-kubernetes
 #   .tools/pulumi-home/    PULUMI_HOME: plugin cache with command + kubernetes
 #   .tools/versions.txt    what was installed, at which version, from where
+#   ~/.cache/shimless/containerd/$CONTAINERD2_VERSION/  containerd 2.x for the
+#                          tests (containerd, ctr, containerd-shim-runc-v2)
 #
 # Every binary comes, in this order, from ~/.cache/shimless/<name>/<version>/
 # (with .complete), the official installer (get.pulumi.com / `pulumi plugin
@@ -96,6 +98,20 @@ build_pulumi() {
     -o "$w/out/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
   run_step "pulumi $v: step 2/2: go build (several minutes)" "$w/build.log" "${GO_BUILD[@]}" || return 1
   mark_cached pulumi "$v" "$w/out/pulumi"
+}
+
+# containerd 2.x: go install from the module proxy (its go.mod has no
+# replace directives), versions stamped as upstream's release builds do.
+build_containerd2() {
+  local v=$CONTAINERD2_VERSION w=$SHIMLESS_CACHE/build/containerd-v$CONTAINERD2_VERSION
+  local module=github.com/containerd/containerd/v2
+  rm -rf "$w"
+  mkdir -p "$w/out"
+  run_step "containerd $v: go install $module (containerd, ctr, containerd-shim-runc-v2; minutes)" "$w/build.log" \
+    env -C "$w" GOBIN="$w/out" nice -n 10 "$SHIMLESS_GO" install -trimpath \
+    -ldflags "-s -w -X $module/version.Version=v$v" \
+    "$module/cmd/containerd@v$v" "$module/cmd/ctr@v$v" "$module/cmd/containerd-shim-runc-v2@v$v" || return 1
+  mark_cached containerd "$v" "$w/out/containerd" "$w/out/ctr" "$w/out/containerd-shim-runc-v2"
 }
 
 # upstream_archive NAME VERSION: the source archive of a binary in the
@@ -242,6 +258,9 @@ main() {
     return 0
   fi
   go_env
+
+  # containerd 2.x for the tests: cached, not placed in .tools/bin.
+  provide containerd "$CONTAINERD2_VERSION" build_containerd2 || MISSING+=("containerd $CONTAINERD2_VERSION")
 
   # Every binary: the cache, the official installer, a build from source
   # (the CLI from the Go module proxy, the rest from the upstream archives).

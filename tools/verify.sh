@@ -7,6 +7,7 @@
 #      backend in a temp dir, without network (in a network namespace of its
 #      own when `unshare -n` is allowed here; plugin downloads are off anyway).
 #   4. the same with one pulumi_kubernetes ConfigMap (no cluster needed).
+#   and that the cached containerd 2.x (tests only) is the pinned release.
 # Prints one PASS/FAIL line per check and "N passed, N failed" at the end.
 set -euo pipefail
 
@@ -73,6 +74,14 @@ for want in "pulumi github.com/pulumi/pulumi/pkg/v3/cmd/pulumi" \
     fail "${want%% *}: go version -m names '${path:-nothing}', want ${want#* }"
   fi
 done
+# 2b. containerd 2.x for the tests (cached, not on PATH): upstream's module at the pinned version.
+containerd2=$(cache_dir containerd "$CONTAINERD2_VERSION")/containerd
+got=$("$containerd2" --version 2>&1 || true)
+if [[ $got == "containerd github.com/containerd/containerd/v2 v$CONTAINERD2_VERSION"* ]]; then
+  pass "containerd $CONTAINERD2_VERSION: $got"
+else
+  fail "containerd $CONTAINERD2_VERSION: $containerd2 --version said '${got:-nothing}' (run make setup)"
+fi
 got=$("$SHIMLESS_BIN/pulumi-language-python" --version 2>&1 || true)
 if [[ $got == *"$PULUMI_VERSION"* ]]; then
   pass "pulumi-language-python version: $got (the CLI's)"

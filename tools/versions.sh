@@ -20,3 +20,9 @@ PULUMI_VERSION=3.259.0
 COMMAND_VERSION=1.2.1
 # pulumi-resource-kubernetes (upstream archive pulumi-resource-kubernetes-4.32.0).
 KUBERNETES_VERSION=4.32.0
+
+# containerd 2.x (module github.com/containerd/containerd/v2 from the Go module
+# proxy): containerd, ctr and containerd-shim-runc-v2, for the unit test in
+# which containerd 2 reads the config shimless renders for it. Cached only,
+# never placed on PATH (the host's containerd stays the one `containerd` runs).
+CONTAINERD2_VERSION=2.4.2
