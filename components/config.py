@@ -499,12 +499,15 @@ def _parse_drain(check: _Checker, value: dict[str, Any]) -> DrainPolicy:
 
 def _parse_rollout(check: _Checker, value: dict[str, Any]) -> RolloutPolicy:
     rollout_raw = value["rollout"] if isinstance(value["rollout"], dict) else {}
-    check.unknown_fields(rollout_raw, {"canary", "maxUnavailable", "healthTimeoutSeconds", "allowDockerSocketWorkloads"}, "rollout", None)
+    check.unknown_fields(rollout_raw, {"canary", "maxUnavailable", "healthTimeoutSeconds", "allowDockerSocketWorkloads",
+                                       "prestageAhead", "prestageParallel"}, "rollout", None)
     return RolloutPolicy(
         canary=check.integer(rollout_raw, "canary", "rollout.canary", None, minimum=0),
         max_unavailable=check.integer(rollout_raw, "maxUnavailable", "rollout.maxUnavailable", None, minimum=1),
         health_timeout_seconds=check.integer(rollout_raw, "healthTimeoutSeconds", "rollout.healthTimeoutSeconds", None, minimum=10),
         allow_docker_socket_workloads=check.boolean(rollout_raw, "allowDockerSocketWorkloads", "rollout.allowDockerSocketWorkloads", None),
+        prestage_ahead=check.integer(rollout_raw, "prestageAhead", "rollout.prestageAhead", None, minimum=0),
+        prestage_parallel=check.integer(rollout_raw, "prestageParallel", "rollout.prestageParallel", None, minimum=1),
     )
 
 

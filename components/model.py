@@ -207,6 +207,8 @@ class RolloutPolicy:
     max_unavailable: int
     health_timeout_seconds: int
     allow_docker_socket_workloads: bool
+    prestage_ahead: int  # batches whose pre-stage may run ahead of the batch being switched; 0: none
+    prestage_parallel: int  # pre-stages in flight at most, when they run ahead
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,11 @@ class NodeRuntimeArgs:
     private_key: pulumi.Input[str]  # secret
     kubeconfig: pulumi.Input[str] | None = None  # secret; None with cluster.mode none
     k8s_provider: k8s.Provider | None = None
-    after: Sequence[pulumi.Input[pulumi.Resource]] = field(default_factory=tuple)  # the previous batch
+    # What the pre-stage (preflight, prestage) waits for: an earlier batch's last steps, another node's prestage.
+    after: Sequence[pulumi.Input[pulumi.Resource]] = field(default_factory=tuple)
+    # What the disruptive chain (drain, or the switch without a cluster) waits for besides this node's
+    # prestage: the previous batch, when the pre-stage does not already wait for it.
+    disrupt_after: Sequence[pulumi.Input[pulumi.Resource]] = field(default_factory=tuple)
 
 
 class NodeRuntime(pulumi.ComponentResource):
@@ -82,12 +86,12 @@ class NodeRuntime(pulumi.ComponentResource):
                               plan.files, list(args.after))
         prestage = node_step("prestage", "prestage.sh",
                              {"source": target.source, "version": target.version}, plan.files, [preflight])
-        before_switch: list[pulumi.Resource] = [prestage]
+        before_switch: list[pulumi.Input[pulumi.Resource]] = [prestage, *args.disrupt_after]
 
         drain = None
         if settings.uses_cluster:
             drain = self._local_step(
-                name, "drain", args, [prestage],
+                name, "drain", args, before_switch,
                 {"SHIMLESS_PREFLIGHT": preflight.stdout.apply(str.strip),
                  "DRAIN_TIMEOUT": str(settings.drain.timeout_seconds),
                  "DRAIN_GRACE_PERIOD": str(settings.drain.grace_period_seconds),

@@ -71,8 +71,10 @@ def test_batches_respect_max_unavailable_and_control_plane_is_serial(pulumi_mock
     regs = by_name(pulumi_mocks)
 
     def waits_for(node):
-        deps = regs[f"shimless-{node}-preflight"].dependencies
-        return sorted(d.rsplit("::", 1)[1].removeprefix("shimless-").removesuffix("-cleanup") for d in deps)
+        # The disruptive chain starts at the drain; what it waits for besides the node's own pre-stage.
+        deps = regs[f"shimless-{node}-drain"].dependencies
+        return sorted(d.rsplit("::", 1)[1].removeprefix("shimless-").removesuffix("-cleanup") for d in deps
+                      if not d.endswith((f"::shimless-{node}-preflight", f"::shimless-{node}-prestage")))
 
     assert waits_for("cp1") == []
     assert waits_for("cp2") == ["cp1"]
@@ -84,8 +86,9 @@ def test_batches_respect_max_unavailable_and_control_plane_is_serial(pulumi_mock
 
 
 def test_a_batch_is_declared_only_after_the_previous_batch_is_done(pulumi_mocks):
+    # Unpipelined; tests/test_pipeline.py has the window of batches pre-staging ahead.
     settings = parse_settings(raw_config(workers=4, control_planes=1,
-                                         rollout={"canary": 1, "maxUnavailable": 3}))
+                                         rollout={"canary": 1, "maxUnavailable": 3, "prestageAhead": 0}))
     run_program(lambda: build(settings))
     order = [r.name for r in pulumi_mocks]
     first_of_batch = min(order.index(f"shimless-{n}-preflight") for n in ("w2", "w3", "w4"))
