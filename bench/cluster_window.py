@@ -2,11 +2,11 @@
 and real 1.23 kubelets (cordon, drain, switch, verify, uncordon), a
 Deployment (2 replicas) + PDB + DaemonSet running on Docker before.
 
-Needs `LAB_CLUSTER=1 LAB_KUBELET=real make lab-up`; resets the nodes.
+Needs `LAB_CLUSTER=1 make lab-up`; resets the nodes.
 Prints, per round: the whole `up`, and per node the time from its first to
 its last step and the switch window (kubelet and Docker's containers stopping
 to the kubelet up on containerd).
-Usage: LAB_CLUSTER=1 LAB_KUBELET=real python bench/cluster_window.py [ROUNDS]
+Usage: LAB_CLUSTER=1 python bench/cluster_window.py [ROUNDS]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     config = lab.require_lab()
     if config["config"].get("shimless:cluster") != {"mode": "kubeconfig"}:
-        raise SystemExit("the lab has no control plane: LAB_CLUSTER=1 LAB_KUBELET=real make lab-up")
+        raise SystemExit("the lab has no control plane: LAB_CLUSTER=1 make lab-up")
     windows: list[float] = []
     for round_ in range(1, rounds + 1):
         cluster_reset()

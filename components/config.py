@@ -18,6 +18,7 @@ from components.model import (
     CGROUP_DRIVERS,
     CLUSTER_MODES,
     DOCKER_POLICIES,
+    IMAGE_CARRY,
     INSTALL_SOURCES,
     ROLES,
     RUNTIMES,
@@ -45,7 +46,7 @@ SECRET_PLACEHOLDER = "<secret>"
 _NODE_KEYS = {"name", "host", "port", "user", "role", "hostKey", "privateKey", "bastion", "target"}
 _TARGET_KEYS = {
     "runtime", "version", "source", "pauseImage", "cgroupDriver",
-    "registryMirrors", "insecureRegistries", "cniBinDir", "cniConfDir",
+    "registryMirrors", "insecureRegistries", "cniBinDir", "cniConfDir", "images",
 }
 _BASTION_KEYS = {"host", "port", "user", "hostKey"}
 # Every pattern is used with fullmatch: `$` would also accept a trailing newline.
@@ -295,6 +296,7 @@ def _parse_target(check: _Checker, obj: dict, key: str, node: str | None) -> Run
     if pause_image:
         check.valid(check_image, pause_image, f"{key}.pauseImage", node)
     cgroup_driver = check.choice(obj, "cgroupDriver", f"{key}.cgroupDriver", node, CGROUP_DRIVERS)
+    images = check.choice(obj, "images", f"{key}.images", node, IMAGE_CARRY)
 
     mirrors, insecure = _parse_registries(check, obj, key, node)
 
@@ -317,6 +319,7 @@ def _parse_target(check: _Checker, obj: dict, key: str, node: str | None) -> Run
         insecure_registries=insecure,
         cni_bin_dir=dirs["cniBinDir"],
         cni_conf_dir=dirs["cniConfDir"],
+        images=images,
     )
 
 

@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 
 RUNTIMES = ("containerd", "cri-o")
 INSTALL_SOURCES = ("package", "distro", "preinstalled")
+# Which of Docker's images pre-stage carries into the target runtime's store:
+# those of the node's pods (and the sandbox image), every tagged one, or none.
+IMAGE_CARRY = ("pods", "all", "none")
 CGROUP_DRIVERS = ("auto", "systemd", "cgroupfs")
 ROLES = ("control-plane", "worker")
 DOCKER_POLICIES = ("keep", "purge")
@@ -139,6 +142,7 @@ class RuntimeTarget:
     insecure_registries: tuple[str, ...]
     cni_bin_dir: str
     cni_conf_dir: str
+    images: str = "pods"  # one of IMAGE_CARRY; the default is Pulumi.yaml's
 
     @property
     def cri_endpoint(self) -> str:

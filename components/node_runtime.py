@@ -15,6 +15,7 @@ from components.model import (
     CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, TOKEN_ANNOTATION, Settings,
 )
 from components.plan import NodePlan
+from components.protocol import ProtocolError, parse_prestage
 from components.verify import VerifyRequest
 
 # Relative to the project directory, where Pulumi runs local commands, so the
@@ -85,7 +86,8 @@ class NodeRuntime(pulumi.ComponentResource):
         preflight = node_step("preflight", "preflight.sh", {"kubelet_version": plan.kubelet_version},
                               plan.files, list(args.after))
         prestage = node_step("prestage", "prestage.sh",
-                             {"source": target.source, "version": target.version}, plan.files, [preflight])
+                             {"source": target.source, "version": target.version, "images": target.images,
+                              "pause_image": target.pause_image}, plan.files, [preflight])
         before_switch: list[pulumi.Input[pulumi.Resource]] = [prestage, *args.disrupt_after]
 
         drain = None
@@ -145,8 +147,9 @@ class NodeRuntime(pulumi.ComponentResource):
         )
         # What the switch printed last, e.g. "switched runtime=containerd ... window_ms=8123".
         result = self.switch.stdout.apply(lambda out: (out.strip().splitlines() or [""])[-1])
-        # A plain dict, so that preview shows the plan and only the result is unknown.
-        self.report = {**plan.summary(), "result": result}
+        carried = prestage.stdout.apply(_images_carried)
+        # A plain dict, so that preview shows the plan and only the results are unknown.
+        self.report = {**plan.summary(), "result": result, "imagesCarried": carried}
         self.register_outputs({"report": self.report})
 
     def _local_step(self, name: str, step: str, args: NodeRuntimeArgs, depends_on: list,
@@ -162,3 +165,14 @@ class NodeRuntime(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
         return self.steps[step]
+
+
+def _images_carried(prestage_output: str) -> dict | None:
+    """What this run's pre-stage copied from Docker into the target's store;
+    None when its output has no prestaged line (a report, not a check: the
+    step itself failed if pre-stage did)."""
+    try:
+        line = parse_prestage(prestage_output)
+    except ProtocolError:
+        return None
+    return {"images": line.images, "bytes": line.image_bytes, "seconds": line.image_seconds}

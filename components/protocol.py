@@ -5,7 +5,7 @@ leading word:
 
     action=switch | action=in-sync                            preflight.sh -> drain (cordon.sh)
     was_unschedulable=true|false|unchanged                    drain -> uncordon (cordon.sh)
-    prestaged runtime=R version=V                             prestage.sh
+    prestaged runtime=R version=V images=N image_bytes=B image_seconds=S   prestage.sh
     switched runtime=R docker_stopped_ms=N kubelet_up_ms=N window_ms=N
     in-sync runtime=R                                         switch.sh -> verify.py, stack outputs
     failed step=S rolled_back=yes|incomplete|not-needed       switch.sh (the step then fails)
@@ -107,9 +107,13 @@ def parse_drain(output: str) -> str:
 class Prestaged:
     runtime: str
     version: str
+    images: int = 0  # Docker images carried into the target's store by this run
+    image_bytes: int = 0
+    image_seconds: int = 0
 
     def __str__(self) -> str:
-        return f"prestaged runtime={self.runtime} version={self.version}"
+        return (f"prestaged runtime={self.runtime} version={self.version} images={self.images} "
+                f"image_bytes={self.image_bytes} image_seconds={self.image_seconds}")
 
 
 def parse_prestage(output: str) -> Prestaged:
@@ -117,7 +121,13 @@ def parse_prestage(output: str) -> Prestaged:
     if line is None:
         raise ProtocolError("prestage printed no prestaged line")
     fields = _fields(line)[1]
-    return Prestaged(fields.get("runtime", ""), fields.get("version", ""))
+    numbers = {}
+    for key in ("images", "image_bytes", "image_seconds"):
+        try:
+            numbers[key] = int(fields.get(key, "0"))
+        except ValueError as exc:
+            raise ProtocolError(f"prestage line has a non-numeric {key}: {line!r}") from exc
+    return Prestaged(fields.get("runtime", ""), fields.get("version", ""), **numbers)
 
 
 # --- switch and rollback -----------------------------------------------------

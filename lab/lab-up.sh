@@ -1,15 +1,15 @@
 #!/bin/bash
 # Bring the shimless lab up (idempotent): LAB_NODES (default 3) systemd-nspawn
-# nodes lab-cp1, lab-w1.. in the Docker era, sshd on 127.0.0.1:22201.., the lab
-# kubelet stand-in as /usr/bin/kubelet. Writes stacks/Pulumi.lab.yaml.
+# nodes lab-cp1, lab-w1.. in the Docker era, sshd on 127.0.0.1:22201.., the real
+# kubelet 1.23.17 (dockershim; built by lab/kubelet-real/build.sh), standalone
+# with static pods unless LAB_CLUSTER=1. Writes stacks/Pulumi.lab.yaml.
 #   LAB_NODES=N  LAB_KUBELET_VERSION=1.23.17  LAB_CRICTL_VERSION=v1.34.0
 #   LAB_FRESH=1  (start stopped nodes from a fresh disk instead of resuming them)
 #   LAB_CLUSTER=1 (also start the lab control plane, lab/control-plane/up.sh, give
 #                 the nodes kubelet kubeconfigs and write shimless:cluster.mode:
-#                 kubeconfig + shimless:kubeconfigPath into the stack)
-#   LAB_KUBELET=real (with LAB_CLUSTER=1: the real kubelet 1.23.17, built by
-#                 lab/kubelet-real/build.sh, instead of the lab kubelet stand-in;
-#                 only nodes started from a fresh disk get it: LAB_FRESH=1 or lab-reset)
+#                 kubeconfig + shimless:kubeconfigPath into the stack; a stopped
+#                 node made for the other kind starts from a fresh disk, a running
+#                 one is left as it is: lab-reset it)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
@@ -52,6 +52,9 @@ for node in "${NODES[@]}"; do
     if [ "$(cat "$d/base" 2>/dev/null)" != "$BASE" ] || [ "$(cat "$d/layer" 2>/dev/null)" != "$LAYER" ]; then
       warn "$node: running on an older base image or binaries; 'lab/lab-reset.sh $node' to renew it"
     fi
+    if [ "$(lab_node_kubelet "$node")" != "$(lab_kubelet_kind_wanted)" ]; then
+      warn "$node: its kubelet runs $(lab_node_kubelet "$node"), not $(lab_kubelet_kind_wanted); 'lab/lab-reset.sh $node' (same LAB_CLUSTER) to renew it"
+    fi
     log "$node: already running"
     continue
   fi
@@ -60,6 +63,9 @@ for node in "${NODES[@]}"; do
   # a stopped node resumes on its disk; its lower layers follow the current recipe
   if [ -f "$d/base" ] && [ "$(cat "$d/base")" != "$BASE" ]; then
     warn "$node: base image changed since this node was made: starting it fresh"
+    lab_wipe_node_disk "$node"
+  elif [ -f "$d/base" ] && [ "$(lab_node_kubelet "$node")" != "$(lab_kubelet_kind_wanted)" ]; then
+    log "$node: its disk was made for a $(lab_node_kubelet "$node") kubelet: starting it fresh ($(lab_kubelet_kind_wanted))"
     lab_wipe_node_disk "$node"
   fi
   lab_mount_rootfs "$node" "$BASE" "$LAYER"

@@ -4,14 +4,15 @@
 # The lab: N systemd-nspawn Debian bookworm machines booting real systemd, all
 # made from one cached base image (debootstrap, cached by a hash of its recipe
 # in lab/base/), each with its own sshd on 127.0.0.1:222NN, starting in the
-# Docker era (Docker on the system containerd, CRI disabled, the lab kubelet
-# stand-in in dockershim mode, or the real kubelet 1.23 with LAB_KUBELET=real).
+# Docker era (Docker on the system containerd, CRI disabled, the real kubelet
+# 1.23 in dockershim mode: standalone with static pods, or registered with the
+# lab control plane under LAB_CLUSTER=1).
 #
 # Layout:
 #   $LAB_CACHE_DIR (~/.cache/shimless/lab)
 #     base-<hash>/          the base root filesystem (read-only lower layer)
-#     bin/                  built binaries (lab kubelet stand-in, crictl)
-#     layers/bin-<key>/     tiny lower layer: usr/bin/{kubelet,crictl}
+#     bin/                  built binaries (crictl)
+#     layers/bin-<key>/     lower layer: usr/bin/{kubelet,crictl} (lab/kubelet-real/layer.sh)
 #   $LAB_STATE_DIR (lab/state, git-ignored)
 #     id_ed25519{,.pub}     lab client key; known_hosts: pinned host keys
 #     keys/<node>/          the node's sshd host key (kept across resets)
@@ -31,9 +32,6 @@ LAB_MIRROR="${LAB_MIRROR:-http://deb.debian.org/debian}"
 LAB_KUBELET_VERSION="${LAB_KUBELET_VERSION:-1.23.17}"
 LAB_KUBELET_VERSION="v${LAB_KUBELET_VERSION#v}"
 LAB_CRICTL_VERSION="${LAB_CRICTL_VERSION:-v1.34.0}"
-# LAB_KUBELET=real (with LAB_CLUSTER=1): the real kubelet (lab/kubelet-real/)
-# instead of the lab kubelet stand-in.
-LAB_KUBELET="${LAB_KUBELET:-standin}"
 # the sandbox image of the Docker era's kubeadm flags and of the stack's target
 LAB_PAUSE_IMAGE="${LAB_PAUSE_IMAGE:-registry.k8s.io/pause:3.6}"
 LAB_PORT_BASE="${LAB_PORT_BASE:-22200}"
@@ -277,26 +275,6 @@ lab_ensure_base() {
 
 # ------------------------------------------------------------------ binaries
 
-lab_standin_key() {
-  (cd "$LAB_DIR/kubelet-standin" && cat go.mod go.sum ./*.go) | sha256sum | cut -c1-12
-}
-
-lab_build_standin() {
-  local go key out
-  go="$(lab_find_go)" || die "no Go toolchain found (needed for the lab kubelet stand-in)"
-  key="$(lab_standin_key)"
-  out="$LAB_CACHE_DIR/bin/kubelet-standin-$LAB_KUBELET_VERSION-$key"
-  if [ -x "$out" ]; then echo "$out"; return 0; fi
-  mkdir -p "$LAB_CACHE_DIR/bin"
-  log "building the lab kubelet stand-in $LAB_KUBELET_VERSION ($($go version | awk '{ print $3 }'))"
-  (cd "$LAB_DIR/kubelet-standin" &&
-    CGO_ENABLED=0 GOFLAGS=-mod=mod "$go" build -trimpath \
-      -ldflags "-s -w -X main.kubeletVersion=$LAB_KUBELET_VERSION" -o "$out.tmp" .) >&2 \
-    || die "building the lab kubelet stand-in failed"
-  mv "$out.tmp" "$out"
-  echo "$out"
-}
-
 # crictl from sigs.k8s.io/cri-tools via the Go module proxy. The proxy refuses
 # some versions (403 "not available") and has no checksum-database entry for
 # others, so: probe a few versions, skip the sumdb for this one module (its
@@ -341,27 +319,22 @@ lab_build_crictl() {
   warn "crictl could not be built from the Go module proxy: nodes get no /usr/bin/crictl"
 }
 
-# The small lower layer holding the lab binaries: usr/bin/kubelet (stand-in), usr/bin/crictl.
+# The lower layer holding the lab binaries: the real kubelet and what it needs
+# (lab/kubelet-real/layer.sh), usr/bin/crictl, CRI-O with LAB_CRIO=1.
 lab_ensure_bin_layer() {
-  local standin crictl key layer
-  standin="$(lab_build_standin)"
+  local crictl key layer
   crictl="$(lab_build_crictl)"
-  key="$(basename "$standin")_$(basename "${crictl:-nocrictl}")"
+  key="$(basename "${crictl:-nocrictl}")_$(bash "$LAB_DIR/kubelet-real/layer.sh" --key)"
   # LAB_CRIO=1: the layer also carries CRI-O (lab/crio/layer.sh), installed but not enabled
   if lab_crio_wanted; then key="${key}_$(bash "$LAB_DIR/crio/layer.sh" --key)"; fi
-  # LAB_KUBELET=real: the real kubelet replaces the stand-in (lab/kubelet-real/layer.sh)
-  if lab_kubelet_real; then key="${key}_$(bash "$LAB_DIR/kubelet-real/layer.sh" --key)"; fi
   layer="$LAB_CACHE_DIR/layers/bin-$key"
   if [ ! -d "$layer" ]; then
     rm -rf "$layer.tmp"
     mkdir -p "$layer.tmp/usr/bin"
-    install -m 0755 "$standin" "$layer.tmp/usr/bin/kubelet"
     [ -n "$crictl" ] && install -m 0755 "$crictl" "$layer.tmp/usr/bin/crictl"
+    bash "$LAB_DIR/kubelet-real/layer.sh" "$layer.tmp" >&2 || die "building the real kubelet layer failed"
     if lab_crio_wanted; then
       bash "$LAB_DIR/crio/layer.sh" "$layer.tmp" >&2 || die "building the CRI-O layer failed (LAB_CRIO=1)"
-    fi
-    if lab_kubelet_real; then
-      bash "$LAB_DIR/kubelet-real/layer.sh" "$layer.tmp" >&2 || die "building the real kubelet layer failed (LAB_KUBELET=real)"
     fi
     mv "$layer.tmp" "$layer"
   fi
@@ -423,27 +396,27 @@ lab_wipe_node_disk() {
   if [ -d "$root" ] && ! lab_is_mounted "$root"; then rm -rf "$root"; fi
 }
 
+# _lab_static_pod NAME IMAGE TIER: a static pod manifest. The real kubelet
+# runs it: no registry, so it runs the lab's pause image (the control plane
+# itself runs on the host; IMAGE is what kubeadm would run) and never pulls.
 _lab_static_pod() {
-  local name="$1" image="$2" cmd="$3" pull=IfNotPresent
-  # The real kubelet runs them: no registry, so they run the lab's pause image
-  # (the control plane itself runs on the host) and never try to pull.
-  if [ "${4:-}" = real ]; then image="$LAB_PAUSE_IMAGE" cmd=/pause pull=Never; fi
+  local name="$1" tier="$3"
   cat <<EOF
-# shimless lab: a kubeadm-style static pod manifest.
+# shimless lab: a kubeadm-style static pod manifest (kubeadm would run ${2}).
 apiVersion: v1
 kind: Pod
 metadata:
   labels:
     component: $name
-    tier: control-plane
+    tier: $tier
   name: $name
   namespace: kube-system
 spec:
   containers:
   - command:
-    - $cmd
-    image: $image
-    imagePullPolicy: $pull
+    - /pause
+    image: $LAB_PAUSE_IMAGE
+    imagePullPolicy: Never
     name: $name
     volumeMounts:
     - mountPath: /etc/kubernetes/pki
@@ -459,7 +432,7 @@ spec:
 EOF
 }
 
-# The real kubelet of a node (LAB_KUBELET=real): the nodes share the host's
+# The real kubelet of a node: the nodes share the host's
 # network, so each listens on loopback only, on ports of its own (kubelet API
 # 24250 + n, healthz 24150 + n, n = ssh port - LAB_PORT_BASE), without the
 # read-only port. No swap check (the host decides), and hard eviction only when
@@ -476,16 +449,38 @@ EOF
 # be of format slice:prefix:name"): so these nodes use the cgroupfs driver
 # (kubelet and Docker, as kubeadm clusters did by default before 1.22), and
 # shimless carries it over to containerd (SystemdCgroup = false).
-# Written once, on a fresh disk: shimless edits this file when it migrates.
+#
+# KIND standalone (no LAB_CLUSTER): no API server. The kubelet runs without a
+# kubeconfig (a drop-in empties kubeadm's KUBELET_KUBECONFIG_ARGS) and runs
+# the static pods of its manifest directory; with no API server to ask, its
+# own API (loopback only) takes anonymous requests and allows them all, so a
+# test can ask it which pods it runs on which runtime (GET /pods).
+# Written once, on a fresh disk: shimless edits config.yaml when it migrates.
 lab_kubelet_real_config() {
-  local node="$1" cfg n
-  cfg="$(node_root "$node")/var/lib/kubelet/config.yaml"
+  local node="$1" kind="$2" root cfg n
+  root="$(node_root "$node")"
+  cfg="$root/var/lib/kubelet/config.yaml"
   grep -q '^# shimless lab: real kubelet' "$cfg" && return 0
   n=$(($(lab_node_port "$node") - LAB_PORT_BASE))
   sed -i "s/^healthzPort: .*/healthzPort: $(lab_kubelet_healthz_port "$node")/; s/^cgroupDriver: systemd$/cgroupDriver: cgroupfs/" "$cfg"
-  sed -i 's/"native.cgroupdriver=systemd"/"native.cgroupdriver=cgroupfs"/' "$(node_root "$node")/etc/docker/daemon.json"
+  sed -i 's/"native.cgroupdriver=systemd"/"native.cgroupdriver=cgroupfs"/' "$root/etc/docker/daemon.json"
+  if [ "$kind" = standalone ]; then
+    # authentication (anonymous, no webhook, no client CA) and authorization of kubeadm's file
+    sed -i '/^  anonymous:$/,/enabled:/ s/enabled: false/enabled: true/
+            /^  webhook:$/,/enabled:/ s/enabled: true/enabled: false/
+            s/^  mode: Webhook$/  mode: AlwaysAllow/
+            s/^  x509:$/  x509: {}/
+            /^    clientCAFile: /d' "$cfg"
+    grep -q '^  mode: AlwaysAllow$' "$cfg" || die "$node: could not make $cfg standalone"
+    mkdir -p "$root/etc/systemd/system/kubelet.service.d"
+    cat >"$root/etc/systemd/system/kubelet.service.d/20-shimless-lab-standalone.conf" <<EOF
+# shimless lab: a standalone kubelet (no API server): no kubeconfig, static pods only.
+[Service]
+Environment="KUBELET_KUBECONFIG_ARGS="
+EOF
+  fi
   cat >>"$cfg" <<EOF
-# shimless lab: real kubelet on the shared host network (lab/lib.sh)
+# shimless lab: real kubelet ($kind) on the shared host network (lab/lib.sh)
 address: 127.0.0.1
 port: $((24250 + n))
 readOnlyPort: 0
@@ -501,21 +496,24 @@ EOF
 }
 
 lab_kubelet_healthz_port() { echo $((24150 + $(lab_node_port "$1") - LAB_PORT_BASE)); }
+lab_kubelet_api_port() { echo $((24250 + $(lab_node_port "$1") - LAB_PORT_BASE)); }
 
-# Which kubelet a node's disk was made with: real | standin.
-lab_node_kubelet() { cat "$(node_dir "$1")/kubelet" 2>/dev/null || echo standin; }
+# How a node's kubelet was made to run (on its fresh disk): cluster | standalone.
+lab_node_kubelet() { cat "$(node_dir "$1")/kubelet" 2>/dev/null || echo none; }
+# How the nodes made now should run it.
+lab_kubelet_kind_wanted() { if lab_cluster_wanted; then echo cluster; else echo standalone; fi; }
 
 # Per-node identity and access, written into the (mounted) root filesystem.
 lab_prepare_node() {
-  local node="$1" root port role kubelet="lab kubelet stand-in" kind=standin
+  local node="$1" root port role kind
   root="$(node_root "$node")"
   port="$(lab_node_port "$node")"
   role="$(lab_node_role "$node")"
   echo "$port" >"$(node_dir "$node")/port"
-  if basename "$(cat "$(node_dir "$node")/layer")" | tr _ '\n' | grep -q '^kubelet-v'; then
-    kind=real kubelet="kubelet"
-    lab_kubelet_real_config "$node"
-  fi
+  kind="$(lab_kubelet_kind_wanted)"
+  # a disk made for the other kind (config.yaml, drop-in) keeps it
+  if grep -q '^# shimless lab: real kubelet' "$root/var/lib/kubelet/config.yaml"; then kind="$(lab_node_kubelet "$node")"; fi
+  lab_kubelet_real_config "$node" "$kind"
   echo "$kind" >"$(node_dir "$node")/kubelet"
   echo "$node" >"$root/etc/hostname"
   printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$node" >"$root/etc/hosts"
@@ -542,14 +540,18 @@ EOF
 NAME=$node
 ROLE=$role
 SSH_PORT=$port
-KUBELET=$kubelet $LAB_KUBELET_VERSION
+KUBELET=kubelet $LAB_KUBELET_VERSION ($kind)
 EOF
   if [ "$role" = control-plane ] && [ ! -f "$root/etc/kubernetes/manifests/kube-apiserver.yaml" ]; then
     local k="$LAB_KUBELET_VERSION"
-    _lab_static_pod kube-apiserver "k8s.gcr.io/kube-apiserver:$k" kube-apiserver "$kind" >"$root/etc/kubernetes/manifests/kube-apiserver.yaml"
-    _lab_static_pod kube-controller-manager "k8s.gcr.io/kube-controller-manager:$k" kube-controller-manager "$kind" >"$root/etc/kubernetes/manifests/kube-controller-manager.yaml"
-    _lab_static_pod kube-scheduler "k8s.gcr.io/kube-scheduler:$k" kube-scheduler "$kind" >"$root/etc/kubernetes/manifests/kube-scheduler.yaml"
-    _lab_static_pod etcd "k8s.gcr.io/etcd:3.5.6-0" etcd "$kind" >"$root/etc/kubernetes/manifests/etcd.yaml"
+    _lab_static_pod kube-apiserver "k8s.gcr.io/kube-apiserver:$k" control-plane >"$root/etc/kubernetes/manifests/kube-apiserver.yaml"
+    _lab_static_pod kube-controller-manager "k8s.gcr.io/kube-controller-manager:$k" control-plane >"$root/etc/kubernetes/manifests/kube-controller-manager.yaml"
+    _lab_static_pod kube-scheduler "k8s.gcr.io/kube-scheduler:$k" control-plane >"$root/etc/kubernetes/manifests/kube-scheduler.yaml"
+    _lab_static_pod etcd "k8s.gcr.io/etcd:3.5.6-0" control-plane >"$root/etc/kubernetes/manifests/etcd.yaml"
+  fi
+  # a standalone kubelet runs only static pods: every node gets a workload pod
+  if [ "$kind" = standalone ] && [ ! -f "$root/etc/kubernetes/manifests/lab-static.yaml" ]; then
+    _lab_static_pod lab-static "$LAB_PAUSE_IMAGE" workload >"$root/etc/kubernetes/manifests/lab-static.yaml"
   fi
 }
 
@@ -709,13 +711,14 @@ lab_stop_node() {
   for cg in $(lab_cgroup_dirs "$node"); do _lab_rmdir_tree "$cg"; done
 }
 
-# Wait until sshd answers, docker + kubelet are active and the stand-in wrote
-# its status. A real kubelet only starts once the node has its kubeconfig
-# (lab_write_node_kubeconfig): for such a node, wait for the boot preparations
-# (shimless-lab-kernel-view, shimless-lab-images); the API says when the
-# kubelet is up (lab_wait_nodes_registered).
+# Wait until sshd answers and the boot preparations ran
+# (shimless-lab-kernel-view, shimless-lab-images). A cluster kubelet only
+# starts once the node has its kubeconfig (lab_write_node_kubeconfig): the API
+# says when it is up (lab_wait_nodes_registered). A standalone kubelet starts
+# at boot: wait until its healthz answers and it reports its static pods
+# running (lab_kubelet_pods).
 lab_wait_node() {
-  local node="$1" deadline=$((SECONDS + LAB_BOOT_TIMEOUT)) phase=ssh out
+  local node="$1" deadline=$((SECONDS + LAB_BOOT_TIMEOUT)) phase=ssh
   while [ "$SECONDS" -lt "$deadline" ]; do
     lab_node_pid "$node" >/dev/null || { tail -30 "$LAB_STATE_DIR/$node.log" >&2; die "$node: nspawn exited (see $LAB_STATE_DIR/$node.log)"; }
     case "$phase" in
@@ -727,48 +730,62 @@ lab_wait_node() {
         fi
         ;;
       units)
-        if [ "$(lab_node_kubelet "$node")" = real ]; then
-          if lab_ssh "$node" systemctl is-active --quiet shimless-lab-kernel-view shimless-lab-images </dev/null 2>/dev/null; then
-            log "$node: booted (real kubelet: pause image loaded, kernel view ready)"
+        if lab_ssh "$node" systemctl is-active --quiet shimless-lab-kernel-view shimless-lab-images </dev/null 2>/dev/null; then
+          if [ "$(lab_node_kubelet "$node")" != standalone ]; then
+            log "$node: booted (pause image loaded, kernel view ready)"
             return 0
           fi
-        # The kubelet, on whichever runtime it is configured for (a node
-        # migrated by shimless no longer runs Docker).
-        elif lab_ssh "$node" systemctl is-active --quiet kubelet </dev/null 2>/dev/null; then
-          phase=status
+          phase=pods
           continue
         fi
         ;;
-      status)
-        if lab_ssh "$node" 'grep -q "\"ready\": true" /var/lib/kubelet/standin-status.json' </dev/null 2>/dev/null; then
-          log "$node: kubelet (lab kubelet stand-in) active and ready"
+      pods)
+        if lab_kubelet_pods "$node" 2>/dev/null | awk '$3 != "running" { bad = 1 } END { exit bad || NR == 0 }'; then
+          log "$node: standalone kubelet healthy, static pods running: $(lab_kubelet_pods "$node" | awk '{ printf "%s%s (%s)", sep, $1, $2; sep = ", " }')"
           return 0
         fi
         ;;
     esac
     sleep 1
   done
-  if [ "$phase" = units ] || [ "$phase" = status ]; then
+  if [ "$phase" != ssh ]; then
     lab_ssh "$node" 'systemctl is-active docker kubelet; journalctl -u kubelet -u docker -u shimless-lab-images -u shimless-lab-kernel-view --no-pager -n 20' </dev/null >&2 || true
   fi
   die "$node: not ready after ${LAB_BOOT_TIMEOUT}s (stuck at: $phase)"
 }
 
+# lab_kubelet_pods NODE: what a standalone kubelet itself reports (its API,
+# GET /pods, after its healthz answers): one line per pod,
+# "NAME RUNTIME STATE" (RUNTIME from the containers' IDs: docker, containerd,
+# cri-o; STATE running when every container runs). Fails if the kubelet does
+# not answer.
+lab_kubelet_pods() {
+  local node="$1"
+  lab_ssh "$node" "curl -fsS --max-time 5 http://127.0.0.1:$(lab_kubelet_healthz_port "$node")/healthz >/dev/null &&
+    curl -fsSk --max-time 5 https://127.0.0.1:$(lab_kubelet_api_port "$node")/pods" </dev/null |
+    python3 -c 'import json, sys
+for pod in json.load(sys.stdin).get("items") or []:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    runtimes = sorted({s.get("containerID", "").split("://")[0] for s in statuses if s.get("containerID")})
+    running = bool(statuses) and all("running" in (s.get("state") or {}) for s in statuses)
+    print(pod["metadata"]["name"], ",".join(runtimes) or "-", "running" if running else "not-running")'
+}
+
 lab_node_runtime() {
-  if [ "$(lab_node_kubelet "$1")" = real ]; then
-    local mode=dockershim
-    lab_ssh "$1" 'grep -q container-runtime=remote /var/lib/kubelet/kubeadm-flags.env' </dev/null 2>/dev/null && mode=remote
-    echo "$mode $("$LAB_DIR/kubectl" get node "$1" -o 'jsonpath={.status.nodeInfo.containerRuntimeVersion} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null |
-      awk '{ print ($1 == "" ? "?" : $1), ($2 == "True" ? "ready" : "NotReady") }')"
+  local mode=dockershim
+  lab_ssh "$1" 'grep -q container-runtime=remote /var/lib/kubelet/kubeadm-flags.env' </dev/null 2>/dev/null && mode=remote
+  if [ "$(lab_node_kubelet "$1")" = standalone ]; then
+    local pods
+    if pods="$(lab_kubelet_pods "$1" 2>/dev/null)"; then
+      echo "$mode $(awk '{ r[$2] = 1; if ($3 != "running") bad = 1 }
+        END { for (k in r) { printf "%s%s", sep, k; sep = "," } if (!NR) printf "?"; print (bad || !NR ? " pods-not-running" : " ready") }' <<<"$pods")"
+    else
+      echo "$mode ? NotReady"
+    fi
     return
   fi
-  lab_ssh "$1" 'cat /var/lib/kubelet/standin-status.json' </dev/null 2>/dev/null |
-    python3 -c 'import json,sys
-try:
-    s = json.load(sys.stdin)
-    print("%s %s://%s %s" % (s.get("mode"), s.get("runtimeName"), s.get("runtimeVersion"), "ready" if s.get("ready") else "NotReady"))
-except Exception:
-    print("? ? ?")' 2>/dev/null || echo "? ? ?"
+  echo "$mode $("$LAB_DIR/kubectl" get node "$1" -o 'jsonpath={.status.nodeInfo.containerRuntimeVersion} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null |
+    awk '{ print ($1 == "" ? "?" : $1), ($2 == "True" ? "ready" : "NotReady") }')"
 }
 
 lab_print_table() {
@@ -786,15 +803,12 @@ lab_print_table() {
 # LAB_CLUSTER=1: lab-up starts the control plane and the stack uses it.
 lab_crio_wanted() { [ "${LAB_CRIO:-0}" = 1 ]; }
 lab_cluster_wanted() { [ "${LAB_CLUSTER:-0}" = 1 ]; }
-lab_kubelet_real() { [ "$LAB_KUBELET" = real ]; }
 
-# The real kubelet needs an API server (it does not start without its
-# kubeconfig) and a cluster CA; the stand-in runs without either.
+# The kubelet stand-in is gone: every lab node runs the real kubelet.
 lab_check_kubelet_choice() {
-  case "$LAB_KUBELET" in
-    standin) ;;
-    real) lab_cluster_wanted || die "LAB_KUBELET=real needs LAB_CLUSTER=1 (the real kubelet needs the lab control plane)" ;;
-    *) die "LAB_KUBELET must be standin or real (got '$LAB_KUBELET')" ;;
+  case "${LAB_KUBELET:-real}" in
+    real) ;;
+    *) die "LAB_KUBELET=$LAB_KUBELET: the lab kubelet stand-in was removed; every node runs the real kubelet (unset LAB_KUBELET)" ;;
   esac
 }
 
@@ -809,21 +823,23 @@ lab_control_plane_down() {
 }
 
 # Give a running node its kubelet kubeconfig (client cert system:node:NODE);
-# the stand-in picks it up without a restart. A node still on the placeholder
+# its kubelet (waiting for it) then starts. A node still on the placeholder
 # kubeconfig (fresh disk) is a new machine: an old Node object of that name
 # (labels, cri-socket annotation of an earlier life) is deleted first.
 lab_write_node_kubeconfig() {
   local node="$1" root
   root="$(node_root "$node")"
   [ -d "$root/etc/kubernetes" ] || return 0
+  if [ "$(lab_node_kubelet "$node")" != cluster ]; then
+    warn "$node: its kubelet was made standalone; 'LAB_CLUSTER=1 lab/lab-reset.sh $node' makes it a cluster node"
+    return 0
+  fi
   if ! grep -q client-certificate-data "$root/etc/kubernetes/kubelet.conf" 2>/dev/null; then
     lab_forget_node_object "$node"
   fi
   LAB_STATE_DIR="$LAB_STATE_DIR" bash "$LAB_DIR/control-plane/node-kubeconfig.sh" "$node" "$root/etc/kubernetes/kubelet.conf"
-  # the real kubelet checks client certificates of calls to its API against the cluster CA
-  if [ "$(lab_node_kubelet "$node")" = real ]; then
-    install -D -m 0644 "$LAB_STATE_DIR/control-plane/pki/ca.crt" "$root/etc/kubernetes/pki/ca.crt"
-  fi
+  # the kubelet checks client certificates of calls to its API against the cluster CA
+  install -D -m 0644 "$LAB_STATE_DIR/control-plane/pki/ca.crt" "$root/etc/kubernetes/pki/ca.crt"
 }
 
 # A reset node is a new machine: drop its old Node object (labels, annotations).
@@ -845,7 +861,7 @@ lab_wait_nodes_registered() {
     done
     if [ "$ok" = 1 ]; then
       for node in "$@"; do
-        [ "$(lab_node_kubelet "$node")" = real ] || continue
+        [ "$(lab_node_kubelet "$node")" = cluster ] || continue
         if [ "$(lab_node_role "$node")" = control-plane ]; then
           "$LAB_DIR/kubectl" label node "$node" --overwrite node-role.kubernetes.io/control-plane= >/dev/null
         fi

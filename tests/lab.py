@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -36,9 +37,54 @@ def out(node: str, command: str) -> str:
     return ssh(node, command).stdout.strip()
 
 
-def standin(node: str) -> dict:
-    """What the lab kubelet stand-in on `node` reports (runtime, mode, ready)."""
-    return json.loads(out(node, "cat /var/lib/kubelet/standin-status.json"))
+LAB_PORT_BASE = 22200
+
+
+def _port_offset(node: str) -> int:
+    for entry in require_lab()["config"]["shimless:nodes"]:
+        if entry["name"] == node:
+            return int(entry["port"]) - LAB_PORT_BASE
+    raise AssertionError(f"{node} is not in stacks/Pulumi.lab.yaml")
+
+
+def kubelet(node: str, *, attempts: int = 30) -> dict:
+    """What the real (standalone) kubelet on `node` reports about itself.
+
+    mode/endpoint: from the running kubelet's command line; ready: its healthz
+    answers and every static pod it runs is running; runtime: the runtime of
+    its pods' containers (containerd://..., docker://..., cri-o://... IDs in
+    its own GET /pods), "mixed" if they differ. Retries while the kubelet is
+    still (re)starting its pods, up to `attempts` seconds."""
+    n = _port_offset(node)
+    probe = ("pid=$(systemctl show -p MainPID --value kubelet); "
+             "[ \"$pid\" != 0 ] && tr '\\0' ' ' </proc/$pid/cmdline; echo; "
+             f"curl -fsS --max-time 5 http://127.0.0.1:{24150 + n}/healthz && echo && "
+             f"curl -fsSk --max-time 5 https://127.0.0.1:{24250 + n}/pods")
+    report: dict = {}
+    for _ in range(attempts):
+        lines = ssh(node, probe, check=False).stdout.split("\n", 2)
+        cmdline = lines[0].split()
+        flags = dict(arg[2:].split("=", 1) for arg in cmdline if arg.startswith("--") and "=" in arg)
+        healthy = len(lines) > 1 and lines[1].strip() == "ok"
+        pods = {}
+        if healthy and len(lines) > 2 and lines[2].strip():
+            for pod in json.loads(lines[2]).get("items") or []:
+                statuses = pod.get("status", {}).get("containerStatuses") or []
+                runtimes = {st["containerID"].split("://")[0] for st in statuses if st.get("containerID")}
+                running = bool(statuses) and all("running" in (st.get("state") or {}) for st in statuses)
+                pods[pod["metadata"]["name"]] = {"runtime": ",".join(sorted(runtimes)), "running": running}
+        runtimes = {pod["runtime"] for pod in pods.values()}
+        report = {
+            "mode": "remote" if flags.get("container-runtime") == "remote" else "dockershim",
+            "endpoint": flags.get("container-runtime-endpoint", "unix:///var/run/dockershim.sock"),
+            "pods": pods,
+            "runtime": runtimes.pop() if len(runtimes) == 1 else ("mixed" if runtimes else None),
+            "ready": healthy and bool(pods) and all(pod["running"] for pod in pods.values()),
+        }
+        if report["ready"] and report["runtime"] != "mixed":
+            return report
+        time.sleep(1)
+    return report
 
 
 def fingerprint(node: str, paths: tuple[str, ...]) -> str:

@@ -89,3 +89,18 @@ def test_unknown_top_level_key_and_empty_nodes():
 def test_example_stacks_validate(stack):
     settings = parse_settings(read_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml"))
     assert settings.nodes
+
+
+def test_target_images_defaults_to_pods_and_takes_a_node_override():
+    settings = parse_settings({"nodes": [node("w1"), node("w2", host="10.0.0.2", target={"images": "none"})],
+                               "sshPrivateKey": "k", "cluster": {"mode": "none"}, "target": {"images": "all"}})
+    assert schema_defaults()["target"]["images"] == "pods"
+    assert [n.target.images for n in settings.nodes] == ["all", "none"]
+    assert parse_settings({"nodes": [node()], "sshPrivateKey": "k",
+                           "cluster": {"mode": "none"}}).nodes[0].target.images == "pods"
+
+
+def test_target_images_rejects_an_unknown_mode_naming_key_and_node():
+    found = problems({"nodes": [node("w1", target={"images": "some"})], "sshPrivateKey": "k",
+                      "cluster": {"mode": "none"}})
+    assert len(found) == 1 and "target.images" in found[0] and "w1" in found[0] and "'some'" in found[0], found

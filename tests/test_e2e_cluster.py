@@ -1,7 +1,6 @@
 """End to end with a real control plane (etcd, kube-apiserver, controller
 manager, scheduler from lab/control-plane) and real kubelets 1.23.17
-(lab/kubelet-real; LAB_KUBELET=standin runs the same tests on the lab kubelet
-stand-in): pods running on Docker, cordon, PDB-honouring drain, annotation,
+(lab/kubelet-real): pods running on Docker, cordon, PDB-honouring drain, annotation,
 Ready verification, uncordon, pods running on containerd, the Docker-socket
 scan and the API-level rollback, through the real Pulumi engine."""
 from __future__ import annotations
@@ -24,9 +23,7 @@ NEVER_READY_DROP_IN = "/etc/systemd/system/kubelet.service.d/99-e2e-never-ready.
 NEVER_READY = ("if grep -q container-runtime=remote /var/lib/kubelet/kubeadm-flags.env; "
                "then sed -i s,127.0.0.1:26443,127.0.0.1:9, /etc/kubernetes/kubelet.conf; "
                "else sed -i s,127.0.0.1:9,127.0.0.1:26443, /etc/kubernetes/kubelet.conf; fi")
-# The kubelet the cluster e2e runs on the nodes: real unless asked otherwise.
-KUBELET = os.environ.get("LAB_KUBELET", "real")
-LAB_ENV = dict(os.environ, LAB_CLUSTER="1", LAB_KUBELET=KUBELET)
+LAB_ENV = dict(os.environ, LAB_CLUSTER="1")
 STATIC_POD = "/etc/kubernetes/manifests/e2e-static.yaml"
 STATIC_POD_YAML = """apiVersion: v1
 kind: Pod
@@ -143,7 +140,7 @@ def cluster_config():
 
 
 def restore_plain_lab() -> None:
-    """Give the other e2e modules their plain lab back: stand-in nodes, no cluster in the stack."""
+    """Give the other e2e modules their plain lab back: standalone kubelets, no cluster in the stack."""
     plain = {k: v for k, v in os.environ.items() if k not in ("LAB_CLUSTER", "LAB_KUBELET")}
     for script in ("lab-reset.sh", "lab-up.sh"):
         lab.script(script, env=plain)
@@ -159,10 +156,9 @@ def cluster_stack(config: dict, tmp_path, **rollout):
 def test_up_cordons_drains_switches_annotates_verifies_and_uncordons(cluster_config, tmp_path):
     cluster_reset()
     deploy_workload()
-    if KUBELET == "real":
-        # Real pods, really on Docker: dockershim's containers, nothing on a CRI.
-        wait_workload_runs_on("docker")
-        assert workload_on("containerd") == {name: set() for name in lab.NODES}
+    # Real pods, really on Docker: dockershim's containers, nothing on a CRI.
+    wait_workload_runs_on("docker")
+    assert workload_on("containerd") == {name: set() for name in lab.NODES}
     stack = cluster_stack(cluster_config, tmp_path)
     log: list[str] = []
     result = stack.up(color="never", on_output=log.append)
@@ -180,13 +176,12 @@ def test_up_cordons_drains_switches_annotates_verifies_and_uncordons(cluster_con
         assert not node["spec"].get("unschedulable"), f"{name} left cordoned"
     assert kubectl("-n", WORKLOAD, "get", "deployment", "pause", "-o",
                    "jsonpath={.status.availableReplicas}").strip() == "2"
-    if KUBELET == "real":
-        # The same workload now runs on containerd's CRI, and Docker runs nothing.
-        wait_workload_runs_on("containerd")
-        for name in lab.NODES:
-            assert lab.ssh(name, "systemctl is-active -q docker", check=False).returncode != 0, name
-            # Docker's containers stopped with it, live-restore or not: no second copy of any pod.
-            assert running_tasks(name, "moby") == [], name
+    # The same workload now runs on containerd's CRI, and Docker runs nothing.
+    wait_workload_runs_on("containerd")
+    for name in lab.NODES:
+        assert lab.ssh(name, "systemctl is-active -q docker", check=False).returncode != 0, name
+        # Docker's containers stopped with it, live-restore or not: no second copy of any pod.
+        assert running_tasks(name, "moby") == [], name
     assert lab.changes(stack.preview(color="never").change_summary) == {}
     code, report = drift_json()
     assert code == 0, report
@@ -231,10 +226,9 @@ def test_node_never_ready_is_rolled_back_and_the_rollout_stops(cluster_config, t
     # lab-w1's kubelet, once started on remote-runtime flags, gets a kubeconfig
     # that reaches no API server (on its old flags it gets the real one back):
     # locally fine, never Ready through the API on the new runtime.
-    if KUBELET == "real":
-        # A static pod: the kubelet runs it on containerd without the API, so
-        # the rollback has a pod to take back to Docker.
-        lab.out("lab-w1", f"cat > {STATIC_POD} <<'YAML'\n{STATIC_POD_YAML}YAML")
+    # A static pod: the kubelet runs it on containerd without the API, so
+    # the rollback has a pod to take back to Docker.
+    lab.out("lab-w1", f"cat > {STATIC_POD} <<'YAML'\n{STATIC_POD_YAML}YAML")
     lab.out("lab-w1", f"mkdir -p /etc/systemd/system/kubelet.service.d && printf '%s\\n' '[Service]' "
                       f"\"ExecStartPre=/bin/sh -c '{NEVER_READY}'\" > {NEVER_READY_DROP_IN} && systemctl daemon-reload")
     stack = cluster_stack(cluster_config, tmp_path, canary=1, maxUnavailable=1, healthTimeoutSeconds=30)
@@ -252,18 +246,14 @@ def test_node_never_ready_is_rolled_back_and_the_rollout_stops(cluster_config, t
             break
         assert time.monotonic() < deadline, f"lab-w1 not Ready on Docker after the rollback: {node['status']}"
         time.sleep(2)
-    if KUBELET == "real":
-        # What the kubelet started on containerd was stopped before Docker came back.
-        assert re.search(r"stopping \d+ pod sandboxes on unix:///run/containerd/containerd.sock", message), message
-        assert running_tasks("lab-w1", "k8s.io") == []
-        deadline = time.monotonic() + 60
-        while "kube-system/e2e-static-lab-w1" not in running_pods("lab-w1", "docker"):
-            assert time.monotonic() < deadline, "the static pod does not run on Docker after the rollback"
-            time.sleep(2)
-        lab.out("lab-w1", f"rm {STATIC_POD}")
-    if KUBELET == "standin":
-        status = lab.standin("lab-w1")
-        assert status["mode"] == "dockershim" and status["runtimeName"] == "docker"
+    # What the kubelet started on containerd was stopped before Docker came back.
+    assert re.search(r"stopping \d+ pod sandboxes on unix:///run/containerd/containerd.sock", message), message
+    assert running_tasks("lab-w1", "k8s.io") == []
+    deadline = time.monotonic() + 60
+    while "kube-system/e2e-static-lab-w1" not in running_pods("lab-w1", "docker"):
+        assert time.monotonic() < deadline, "the static pod does not run on Docker after the rollback"
+        time.sleep(2)
+    lab.out("lab-w1", f"rm {STATIC_POD}")
     assert "--network-plugin=cni" in lab.out("lab-w1", "cat /var/lib/kubelet/kubeadm-flags.env")
     # The earlier batch is migrated; the later one was never touched.
     assert node_json("lab-cp1")["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")

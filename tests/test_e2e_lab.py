@@ -1,5 +1,6 @@
 """End to end on the lab's real nodes (systemd-nspawn, real systemd, sshd,
-Docker and containerd), through the real Pulumi engine (Automation API).
+Docker and containerd, the real kubelet 1.23 standalone with static pods),
+through the real Pulumi engine (Automation API).
 
 Runs in file order: refusals first on fresh nodes, then a full migration,
 idempotence, a runtime failure with rollback, and a dropped SSH session."""
@@ -103,7 +104,7 @@ def test_up_migrates_every_node(stack):
         lab.out(node, "crictl --runtime-endpoint unix:///run/containerd/containerd.sock info >/dev/null")
         config = lab.out(node, "cat /etc/containerd/config.toml")
         assert 'disabled_plugins = ["cri"]' not in config
-        assert "SystemdCgroup = true" in config  # the kubelet's cgroupDriver: systemd
+        assert "SystemdCgroup = false" in config  # the lab kubelet's cgroupDriver: cgroupfs
         assert 'sandbox_image = "registry.k8s.io/pause:3.6"' in config
         assert 'config_path = "/etc/containerd/certs.d"' in config
         assert "https://mirror.lab.invalid" in lab.out(node, "cat /etc/containerd/certs.d/docker.io/hosts.toml")
@@ -118,8 +119,11 @@ def test_up_migrates_every_node(stack):
             assert lab.ssh(node, f"systemctl is-active {unit}", check=False).stdout.strip() != "active"
         original = lab.out(node, "cat /var/lib/shimless/backup/original/var/lib/kubelet/kubeadm-flags.env")
         assert "--network-plugin=cni" in original
-        status = lab.standin(node)
-        assert status["mode"] == "remote" and status["runtimeName"] == "containerd" and status["ready"] is True
+        status = lab.kubelet(node)
+        assert status["mode"] == "remote" and status["runtime"] == "containerd" and status["ready"] is True, status
+        assert f"lab-static-{node}" in status["pods"]
+        pods = lab.out(node, "crictl --runtime-endpoint unix:///run/containerd/containerd.sock pods --state ready -o json")
+        assert f"lab-static-{node}" in {p["metadata"]["name"] for p in json.loads(pods)["items"]}
     outputs = stack.outputs()
     nodes = outputs["nodes"].value
     assert set(nodes) == set(lab.NODES)
@@ -188,7 +192,7 @@ def test_drift_is_detected_on_that_node_only_and_repaired(stack, kind):
     stack.up(color="never")
     assert lab.changes(stack.preview(color="never").change_summary) == {}
     assert drift_report()[0] == 0
-    assert lab.standin("lab-w1")["runtimeName"] == "containerd"
+    assert lab.kubelet("lab-w1")["runtime"] == "containerd"
 
 
 def test_runtime_failure_rolls_back_that_node_and_stops_the_rollout(stack):
@@ -203,20 +207,20 @@ def test_runtime_failure_rolls_back_that_node_and_stops_the_rollout(stack):
     message = str(info.value)
     assert "lab-w1" in message and "step 'start-runtime' failed" in message and "ROLLED BACK" in message
     # lab-w1: fully old again.
-    status = lab.standin("lab-w1")
-    assert status["mode"] == "dockershim" and status["runtimeName"] == "docker" and status["ready"] is True
+    status = lab.kubelet("lab-w1")
+    assert status["mode"] == "dockershim" and status["runtime"] == "docker" and status["ready"] is True, status
     assert "--network-plugin=cni" in lab.out("lab-w1", "cat /var/lib/kubelet/kubeadm-flags.env")
     assert 'disabled_plugins = ["cri"]' in lab.out("lab-w1", "cat /etc/containerd/config.toml")
     assert lab.out("lab-w1", "systemctl is-enabled docker.service") == "enabled"
     assert lab.out("lab-w1", "systemctl is-active docker.service") == "active"
     # lab-cp1 (an earlier batch) is fully new; lab-w2 (a later batch) was never touched.
-    assert lab.standin("lab-cp1")["runtimeName"] == "containerd"
-    assert untouched("lab-w2") and lab.standin("lab-w2")["runtimeName"] == "docker"
+    assert lab.kubelet("lab-cp1")["runtime"] == "containerd"
+    assert untouched("lab-w2") and lab.kubelet("lab-w2")["runtime"] == "docker"
     # Fault removed: the same `up` resumes and completes.
     lab.out("lab-w1", f"rm {FAULT_DROP_IN} && systemctl daemon-reload")
     result = stack.up(color="never")
     assert result.summary.result == "succeeded"
-    assert all(lab.standin(node)["runtimeName"] == "containerd" for node in lab.NODES)
+    assert all(lab.kubelet(node)["runtime"] == "containerd" for node in lab.NODES)
     assert lab.changes(stack.preview(color="never").change_summary) == {}
 
 
@@ -251,5 +255,5 @@ def test_ssh_drop_during_the_switch_converges_on_rerun(stack):
     # The switch finished on its own; a re-run converges and completes the rollout.
     result = stack.up(color="never")
     assert result.summary.result == "succeeded"
-    assert all(lab.standin(node)["runtimeName"] == "containerd" for node in lab.NODES)
+    assert all(lab.kubelet(node)["runtime"] == "containerd" for node in lab.NODES)
     assert lab.changes(stack.preview(color="never").change_summary) == {}

@@ -38,7 +38,12 @@ def test_switch_sh_prints_what_parse_switch_reads():
 
 def test_prestage_preflight_and_rollback_lines():
     [prestaged] = [fmt for fmt in printf_formats("prestage.sh") if fmt.startswith("prestaged ")]
-    assert protocol.parse_prestage(prestaged % ("containerd", "1.6.20")) == protocol.Prestaged("containerd", "1.6.20")
+    assert protocol.parse_prestage(prestaged % ("containerd", "1.6.20", 2, 700, 3)) == \
+        protocol.Prestaged("containerd", "1.6.20", 2, 700, 3)
+    line = str(protocol.Prestaged("cri-o", "1.27.1", 1, 5, 0))
+    assert protocol.parse_prestage("noise\n" + line) == protocol.Prestaged("cri-o", "1.27.1", 1, 5, 0)
+    with pytest.raises(protocol.ProtocolError, match="non-numeric images"):
+        protocol.parse_prestage("prestaged runtime=containerd version=1 images=many")
     assert {protocol.parse_preflight(fmt) for fmt in printf_formats("preflight.sh")} == {"switch", "in-sync"}
     assert {protocol.parse_rollback(fmt) for fmt in printf_formats("rollback.sh")} == {"yes", "incomplete"}
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pre-stage while the node still serves: install the target runtime from the
-# chosen source and check the rendered config with the real binary. Nothing
-# is activated: Docker, the kubelet and the live config files are untouched.
+# chosen source, check the rendered config with the real binary, and copy
+# Docker's images into the target's store. Nothing is activated: Docker, the kubelet and the live config files are untouched.
 set -euo pipefail
 SHIMLESS_BUNDLE=$1
 # shellcheck source=components/scripts/node-lib.sh
@@ -68,6 +68,161 @@ install_distro() {
   fi
 }
 
+# --------------------------------------------------------------- images
+# Docker's images the target runtime's store gets, so that no pod has to pull
+# again after the switch (air-gapped sites, images built on the node,
+# imagePullPolicy: Never). Copied while the node still serves; a re-run copies
+# only what the target does not already hold with the same image ID.
+
+# The ID and the tags of each image to carry: "ID REF" lines.
+images_to_carry() {
+  local mode=$1 pause=$2 ids infra
+  case "$mode" in
+    all) ids=$(docker images -q --no-trunc | sort -u) ;;
+    pods)
+      # the node's pod containers and sandboxes (dockershim names them k8s_*),
+      # the kubelet's pod-infra image and the target's sandbox image
+      infra=$(sed -n 's/.*--pod-infra-container-image=\([^ "]*\).*/\1/p' /var/lib/kubelet/kubeadm-flags.env 2>/dev/null || true)
+      ids=$({ docker ps -aq --no-trunc --filter name=k8s_ | xargs -r docker inspect --format '{{.Image}}'
+              local ref
+              for ref in $pause $infra; do docker image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true; done
+            } | sort -u)
+      ;;
+    *) return 0 ;;
+  esac
+  [ -n "$ids" ] || return 0
+  # shellcheck disable=SC2086  # one argument per image ID
+  docker image inspect --format '{{range .RepoTags}}{{$.Id}} {{.}}{{println}}{{end}}' $ids | grep -v '^$' || true
+}
+
+# What the target's store calls REF (containerd and containers-storage both
+# keep the fully qualified name: busybox:1 is docker.io/library/busybox:1).
+qualified() {
+  local ref=$1 first=${1%%/*}
+  if [ "$first" = "$ref" ]; then
+    echo "docker.io/library/$ref"
+  elif [[ "$first" != *.* && "$first" != *:* && "$first" != localhost ]]; then
+    echo "docker.io/$ref"
+  else
+    echo "$ref"
+  fi
+}
+
+# The image ID (config digest) the target holds under REF, or nothing.
+containerd_image_id() {
+  local manifest
+  manifest=$(ctr -n k8s.io images ls 2>/dev/null | awk -v r="$1" '$1 == r { print $3 }')
+  [ -n "$manifest" ] || return 0
+  ctr -n k8s.io content get "$manifest" 2>/dev/null |
+    grep -o '"config":{[^}]*}' | grep -o 'sha256:[0-9a-f]\{64\}' | head -1 || true
+}
+
+# CRIO_STORAGE: containers-storage as CRI-O uses it ([driver@root+runroot]); CRIO_ROOT.
+crio_storage() {
+  local conf driver root runroot
+  conf=$(crio config 2>/dev/null) || die "'crio config' failed: cannot tell where CRI-O keeps its images"
+  driver=$(sed -n 's/^[[:space:]]*storage_driver = "\(.*\)"/\1/p' <<<"$conf" | head -1)
+  root=$(sed -n 's/^[[:space:]]*root = "\(.*\)"/\1/p' <<<"$conf" | head -1)
+  runroot=$(sed -n 's/^[[:space:]]*runroot = "\(.*\)"/\1/p' <<<"$conf" | head -1)
+  if [ -z "$root" ] || [ -z "$runroot" ]; then die "'crio config' names no storage root/runroot"; fi
+  CRIO_STORAGE="[${driver:+$driver@}$root+$runroot]"
+  CRIO_ROOT=$root
+}
+
+crio_image_id() {
+  local config
+  config=$(skopeo inspect --config --raw "containers-storage:$CRIO_STORAGE$1" 2>/dev/null) || return 0
+  printf '%s' "$config" | sha256sum | awk '{ print "sha256:" $1 }'
+}
+
+# target_image_id RUNTIME REF: the image ID the target's store holds as Docker's REF.
+target_image_id() {
+  case "$1" in
+    containerd) containerd_image_id "$(qualified "$2")" ;;
+    cri-o) crio_image_id "$(qualified "$2")" ;;
+  esac
+}
+
+# The directory the target keeps its images under (for the space check).
+store_dir() {
+  local dir
+  case "$1" in
+    containerd) dir=$(containerd config dump 2>/dev/null | sed -n 's/^root = "\(.*\)"/\1/p' | head -1) ;;
+    cri-o) dir=$CRIO_ROOT ;;
+  esac
+  dir=${dir:-/var/lib}
+  while [ ! -d "$dir" ]; do dir=$(dirname "$dir"); done
+  echo "$dir"
+}
+
+carry_images() {
+  local mode=$1 runtime=$2 pause=$3 start=$SECONDS list todo="" id ref have ids count=0 bytes=0 need avail dir
+  CARRIED_IMAGES=0 CARRIED_BYTES=0 CARRIED_SECONDS=0
+  if [ "$mode" = none ]; then log "images: not carried (target.images: none)"; return 0; fi
+  if ! unit_active docker.service || ! command -v docker >/dev/null 2>&1; then
+    log "images: Docker is not running: nothing to carry"
+    return 0
+  fi
+  case "$runtime" in
+    containerd)
+      command -v ctr >/dev/null 2>&1 || die "ctr (containerd's client) is missing: cannot carry Docker's images into containerd"
+      [ -S /run/containerd/containerd.sock ] || die "containerd is not running: cannot carry Docker's images into it before the switch"
+      ;;
+    cri-o)
+      command -v skopeo >/dev/null 2>&1 ||
+        die "skopeo is not installed: cannot carry Docker's images into CRI-O's storage (install skopeo, or set target.images: none and let the pods pull again)"
+      crio_storage
+      ;;
+  esac
+  list=$(images_to_carry "$mode" "$pause")
+  while read -r id ref; do
+    [ -n "$ref" ] || continue
+    have=$(target_image_id "$runtime" "$ref")
+    [ "$have" = "$id" ] && continue
+    todo+="$id $ref"$'\n'
+  done <<<"$list"
+  if [ -z "$todo" ]; then
+    log "images: the $(grep -c . <<<"$list" || true) wanted tag(s) are already in $runtime's store"
+    return 0
+  fi
+  ids=$(awk 'NF { print $1 }' <<<"$todo" | sort -u)
+  count=$(grep -c . <<<"$ids")
+  # shellcheck disable=SC2086  # one argument per image ID
+  bytes=$(docker image inspect --format '{{.Size}} {{len .RootFS.Layers}}' $ids |
+    awk -v vfs="$([[ "${CRIO_STORAGE:-}" == '[vfs@'* ]] && echo 1)" '{ s += vfs ? $1 * $2 : $1 } END { printf "%d", s }')
+  # unpacked copy plus (containerd) its content store: twice the bytes, and a margin
+  need=$((bytes * 2 + 256 * 1024 * 1024))
+  dir=$(store_dir "$runtime")
+  avail=$(df -PB1 "$dir" | awk 'NR == 2 { print $4 }')
+  if [ "${avail:-0}" -lt "$need" ]; then
+    die "not enough space for Docker's images in $dir: $count image(s), $((bytes / 1048576)) MiB to copy, $((need / 1048576)) MiB needed with margin, $((avail / 1048576)) MiB free (free space, or set target.images: none)"
+  fi
+  log "images: carrying $count image(s) ($((bytes / 1048576)) MiB) from Docker into $runtime: $(awk 'NF { printf "%s%s", sep, $2; sep = " " }' <<<"$todo")"
+  case "$runtime" in
+    containerd)
+      # one stream, no temporary file; every tag of each image comes along
+      # shellcheck disable=SC2046  # one argument per tag
+      docker save $(awk 'NF { print $2 }' <<<"$todo") | ctr -n k8s.io images import - >&2 ||
+        die "importing Docker's images into containerd failed"
+      ;;
+    cri-o)
+      while read -r id ref; do
+        [ -n "$ref" ] || continue
+        skopeo copy --quiet "docker-daemon:$ref" "containers-storage:$CRIO_STORAGE$(qualified "$ref")" >&2 ||
+          die "copying $ref from Docker into CRI-O's storage failed"
+      done <<<"$todo"
+      ;;
+  esac
+  # every carried tag must now be there under the same image ID
+  while read -r id ref; do
+    [ -n "$ref" ] || continue
+    have=$(target_image_id "$runtime" "$ref")
+    [ "$have" = "$id" ] || die "$ref is not in $runtime's store as $id after the copy (found: ${have:-nothing})"
+  done <<<"$todo"
+  CARRIED_IMAGES=$count CARRIED_BYTES=$bytes CARRIED_SECONDS=$((SECONDS - start))
+  log "images: carried $count image(s) in $((SECONDS - start))s"
+}
+
 main() {
   local runtime source version have
   runtime=$(var runtime)
@@ -111,9 +266,11 @@ main() {
     fi
     log "warning: crictl (cri-tools) is missing; the CRI check will fall back to ctr"
   fi
+  carry_images "$(var images)" "$runtime" "$(var pause_image)"
   # Boot units that finish or undo a switch a power cut interrupts.
   install_recovery_units || die "could not install the boot recovery units ($RECOVERY_UNIT, $RECOVERY_VERIFY_UNIT)"
-  printf 'prestaged runtime=%s version=%s\n' "$runtime" "$have"
+  printf 'prestaged runtime=%s version=%s images=%s image_bytes=%s image_seconds=%s\n' \
+    "$runtime" "$have" "$CARRIED_IMAGES" "$CARRIED_BYTES" "$CARRIED_SECONDS"
 }
 
 main "$@"

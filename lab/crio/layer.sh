@@ -1,7 +1,7 @@
 #!/bin/bash
 # lab/crio/layer.sh DIR: fill DIR (a lab lower layer, LAB_CRIO=1) with CRI-O:
-# usr/bin/crio + usr/bin/pinns (lab/crio/build.sh), conmon + crun and the
-# libraries the base image lacks (Debian bookworm debs, downloaded on the host
+# usr/bin/crio + usr/bin/pinns (lab/crio/build.sh), conmon, crun, skopeo (what
+# a CRI-O node has from its distro's containers tools) and the libraries the base image lacks (Debian bookworm debs, downloaded on the host
 # and unpacked: the node's dpkg does not know them), and lab/crio/files/
 # (crio.conf: vfs, crun, conmon, systemd cgroups; policy.json, registries.conf,
 # crio.service, not enabled).
@@ -11,7 +11,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CRIO_VERSION="${CRIO_VERSION:-v1.27.1}"
 CRIO_VERSION="v${CRIO_VERSION#v}"
-LAB_CRIO_DEBS="${LAB_CRIO_DEBS:-conmon crun libyajl2 libglib2.0-0}"
+LAB_CRIO_DEBS="${LAB_CRIO_DEBS:-conmon crun libyajl2 libglib2.0-0 skopeo libgpgme11 libassuan0 libdevmapper1.02.1}"
 log() { printf '[lab-crio] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 

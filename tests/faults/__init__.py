@@ -34,7 +34,7 @@ FAULT_DIR = "/var/lib/shimless-fault"
 # Every external command the switch and its rollback run (the rest are bash builtins).
 SHIMMED = ("systemctl", "docker", "ctr", "crictl", "install", "mv", "cp", "rm", "mkdir", "cmp", "sync",
            "find", "sed", "sort", "date", "cat", "wc", "awk", "sleep", "rmdir", "flock", "dirname")
-LAB_ENV = dict(os.environ, LAB_CLUSTER="1", LAB_KUBELET="real")
+LAB_ENV = dict(os.environ, LAB_CLUSTER="1")
 HEALTH_TIMEOUT = 60
 CORDON_ANNOTATION = "shimless.io/cordoned"
 # Where the switch is, by the command it runs: (step about to start, the

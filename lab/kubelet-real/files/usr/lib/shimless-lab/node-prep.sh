@@ -1,7 +1,7 @@
 #!/bin/bash
 # shimless lab node, real kubelet: preparations run by systemd at boot.
 #   node-prep.sh kernel-view   before the kubelet and the runtimes
-#   node-prep.sh images        after Docker and containerd, before the kubelet
+#   node-prep.sh images        after Docker, before the kubelet
 set -euo pipefail
 
 # The kubelet (1.23, pkg/kubelet/cm) sets these kernel tunables at start and
@@ -31,20 +31,17 @@ kernel_view() {
   fi
 }
 
+# The pause image exists only in Docker, as on a Docker-era node (it came
+# from a registry there; here, from a tarball). shimless carries it over to
+# the target runtime itself (target.images).
 images() {
   local tar=/usr/share/shimless-lab/pause.tar image
   local -a names
   read -r -a names </usr/share/shimless-lab/pause.images
-  if systemctl is-active --quiet docker; then
-    for image in "${names[@]}"; do
-      docker image inspect "$image" >/dev/null 2>&1 || { docker load -i "$tar"; break; }
-    done
-  fi
-  if systemctl is-active --quiet containerd; then
-    for image in "${names[@]}"; do
-      ctr -n k8s.io images ls -q | grep -qxF "$image" || { ctr -n k8s.io images import "$tar"; break; }
-    done
-  fi
+  systemctl is-active --quiet docker || return 0  # a node moved off Docker
+  for image in "${names[@]}"; do
+    docker image inspect "$image" >/dev/null 2>&1 || { docker load -i "$tar"; break; }
+  done
 }
 
 case "${1:-}" in
