@@ -2,8 +2,10 @@
 
 Debian bookworm has no cri-o package: `LAB_CRIO=1 bash lab/lab-up.sh` builds
 crio v1.27.1 from the Go module proxy (lab/crio/build.sh, cached) and gives the
-nodes crio + pinns, Debian's conmon and crun, a lab crio.conf (vfs storage) and
-a crio.service that is installed but not enabled: the nodes are still in the
+nodes crio + pinns, Debian's conmon, crun and skopeo, a lab crio.conf (vfs
+storage, runc through the lab's wrapper) and a crio.service that is installed
+but not enabled. The real kubelet runs standalone with static pods whose image
+is in Docker only: the nodes are still in the
 Docker era. The program then migrates them with `target: {runtime: cri-o,
 source: preinstalled}` through the real Pulumi engine (Automation API).
 
@@ -64,8 +66,10 @@ def test_nodes_start_in_the_docker_era_with_crio_installed_but_off(crio_lab):
         lab.out(node, "command -v conmon crun pinns")
         assert lab.ssh(node, "systemctl is-enabled crio.service", check=False).stdout.strip() == "disabled"
         assert lab.ssh(node, "systemctl is-active crio.service", check=False).stdout.strip() != "active"
-        status = lab.standin(node)
-        assert status["mode"] == "dockershim" and status["runtimeName"] == "docker" and status["ready"] is True
+        status = lab.kubelet(node)
+        assert status["mode"] == "dockershim" and status["runtime"] == "docker" and status["ready"] is True, status
+        # the pause image is Docker's only: nothing in CRI-O's storage yet
+        assert lab.ssh(node, "ls /var/lib/containers/storage/vfs-images 2>/dev/null | grep -q .", check=False).returncode != 0
 
 
 def test_up_migrates_every_node_to_crio(stack):
@@ -79,7 +83,8 @@ def test_up_migrates_every_node_to_crio(stack):
         assert info["status"]["conditions"][0]["status"] is True
         assert "cri-o" in lab.out(node, f"crictl --runtime-endpoint {CRIO_SOCK} version")
         drop_in = lab.out(node, f"cat {CRIO_DROP_IN}")
-        assert 'cgroup_manager = "systemd"' in drop_in
+        assert 'cgroup_manager = "cgroupfs"' in drop_in  # the lab kubelet's cgroupDriver
+        assert 'conmon_cgroup = "pod"' in drop_in
         assert 'pause_image = "registry.k8s.io/pause:3.6"' in drop_in
         assert "mirror.lab.invalid" in lab.out(node, f"cat {CRIO_REGISTRIES}")
         flags = lab.out(node, "cat /var/lib/kubelet/kubeadm-flags.env")
@@ -91,13 +96,17 @@ def test_up_migrates_every_node_to_crio(stack):
         for unit in ("docker.service", "docker.socket"):
             assert lab.ssh(node, f"systemctl is-enabled {unit}", check=False).stdout.strip() != "enabled"
             assert lab.ssh(node, f"systemctl is-active {unit}", check=False).stdout.strip() != "active"
-        status = lab.standin(node)
-        assert status["mode"] == "remote" and status["runtimeName"] == "cri-o" and status["ready"] is True
-        assert status["endpoint"] == CRIO_SOCK
+        status = lab.kubelet(node)
+        assert status["mode"] == "remote" and status["runtime"] == "cri-o" and status["ready"] is True, status
+        assert status["endpoint"] == CRIO_SOCK and f"lab-static-{node}" in status["pods"]
+        images = json.loads(lab.out(node, f"crictl --runtime-endpoint {CRIO_SOCK} images -o json"))
+        tags = {tag for image in images["images"] for tag in image["repoTags"]}
+        assert {"registry.k8s.io/pause:3.6", "k8s.gcr.io/pause:3.6"} <= tags, tags
     nodes = stack.outputs()["nodes"].value
     assert set(nodes) == set(lab.NODES)
     assert all(n["runtimeBefore"] == "docker" and n["runtimeAfter"] == "cri-o" for n in nodes.values())
     assert all(n["result"].startswith("switched runtime=cri-o") for n in nodes.values())
+    assert all(n["imagesCarried"]["images"] == 1 for n in nodes.values()), nodes
 
 
 

@@ -1,8 +1,7 @@
 #!/bin/bash
 # Smoke test of the lab cluster (control plane up, nodes registered):
 # a Deployment (2 x pause) + PodDisruptionBudget (minAvailable 1) + DaemonSet
-# in namespace shimless-smoke, pods Running (run by real kubelets with
-# LAB_KUBELET=real, marked Running by the stand-ins otherwise), then
+# in namespace shimless-smoke, pods Running (run by the real kubelets), then
 # `kubectl drain NODE` (default lab-w1) honouring the PDB, and uncordon.
 # Leaves the workload in place (--cleanup deletes the namespace at the end).
 # The pods use the host network (the nodes share the host's; no pod network)
