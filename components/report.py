@@ -1,7 +1,8 @@
 """The rollout report: one `pulumi up`'s engine event log and the stack's
 outputs -> a per-node model (`build_rollout`) -> one self-contained HTML page
 (`render_html`: inline SVG and CSS, no script, nothing from the network).
-Pure; `python -m components.report --stack NAME` is its CLI.
+Those are pure; `main` (`python -m components.report --stack NAME`) reads the
+files and the stack's outputs for them.
 
 Timings come only from Pulumi's own engine event log (`pulumi up --event-log
 FILE`, a flag the CLI registers only with PULUMI_DEBUG_COMMANDS=true, see
@@ -562,6 +563,45 @@ def render_html(rollout: Rollout) -> str:
             "<body>" + "\n".join(body) + "</body></html>\n")
 
 
+# --- text --------------------------------------------------------------------------------
+
+
+def read_pod_counts(text: str) -> dict[str, int]:
+    """Running pods per node from `uniq -c` lines ("      3 lab-cp1")."""
+    counts = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0].isdigit():
+            counts[words[1]] = int(words[0])
+    return counts
+
+
+def _pods(counts: dict[str, int] | None, node: str) -> str:
+    """A node absent from the counts runs no pod; no counts at all: unknown."""
+    return "-" if counts is None else str(counts.get(node, 0))
+
+
+def text_table(rollout: Rollout, pods_before: dict[str, int] | None = None,
+               pods_after: dict[str, int] | None = None) -> str:
+    """The node table for a terminal; pods columns when counts are given."""
+    pods = pods_before is not None or pods_after is not None
+    head = ["NODE", "BATCH", "BEFORE", "AFTER", "KUBELET", *(["PODS BEFORE", "PODS AFTER"] if pods else []),
+            "IMAGES CARRIED", "DRAIN", "WINDOW", "RESULT"]
+    rows = [head]
+    for row in rollout.nodes:
+        drain = row.drain_seconds
+        rows.append([
+            row.name, str(row.batch) if row.batch is not None else "-",
+            str(row.info.get("runtimeBefore", "-")), str(row.info.get("runtimeAfter", "-")),
+            str(row.info.get("kubeletVersion", "-")),
+            *([_pods(pods_before, row.name), _pods(pods_after, row.name)] if pods else []),
+            _images(row.images_carried).replace("—", "-"), f"{drain} s" if drain is not None else "-",
+            f"{row.window_ms / 1000:.1f} s" if row.window_ms is not None else "-", row.result,
+        ])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(r, widths)).rstrip() for r in rows)
+
+
 # --- CLI -------------------------------------------------------------------------------
 
 STATE_DIR = Path(__file__).resolve().parent.parent / ".state"
@@ -604,12 +644,27 @@ def _stack_batches(stack: str) -> tuple[list[list[str]] | None, str | None]:
     return plan_batches(settings.nodes, settings.rollout), settings.cluster_mode
 
 
+def new_event_log(stack: str, now: datetime | None = None) -> Path:
+    """Where the next update of `stack` logs its events (the name latest_event_log finds)."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    EVENTS_DIR.mkdir(parents=True, exist_ok=True)
+    return EVENTS_DIR / f"{stack}-{stamp}.jsonl"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", required=True)
     parser.add_argument("--events", help="event log (default: the newest .state/events/<stack>-*.jsonl)")
     parser.add_argument("--out", help="HTML file (default: .state/<stack>-report.html)")
+    parser.add_argument("--new-event-log", action="store_true",
+                        help="only print the path for the next update's --event-log")
+    parser.add_argument("--summary", action="store_true", help="also print the node table")
+    parser.add_argument("--pods-before", help="with --summary: Running pods per node (`uniq -c` lines)")
+    parser.add_argument("--pods-after", help="with --summary: the same, after the update")
     args = parser.parse_args(argv)
+    if args.new_event_log:
+        print(new_event_log(args.stack))
+        return 0
     events_path = Path(args.events) if args.events else latest_event_log(args.stack)
     if events_path is None or not events_path.is_file():
         print(f"shimless report: no event log {events_path or f'{EVENTS_DIR}/{args.stack}-*.jsonl'} "
@@ -626,6 +681,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else STATE_DIR / f"{args.stack}-report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(rollout), encoding="utf-8")
+    if args.summary:
+        counts = [read_pod_counts(Path(path).read_text()) if path else None
+                  for path in (args.pods_before, args.pods_after)]
+        print(text_table(rollout, *counts))
     print(f"report: {out}")
     return 0
 

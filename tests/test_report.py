@@ -137,12 +137,17 @@ def assert_self_contained(page: str) -> None:
     assert re.findall(r"https?://[^\s<\"']+", page.replace(MIRROR, "")) == []
 
 
-def test_a_rollout_that_succeeds_has_every_step_green_in_its_batch():
+def whole_rollout(op: str = "create") -> EventLog:
+    """Every node through every step, batch after batch, and the update's end."""
     log = EventLog()
     for node in NODES:
-        log.node(node)
-    log.end("succeeded", {"create": 27})
-    rollout, page = render(log)
+        log.node(node, op=op)
+    log.end("succeeded", {op: 27})
+    return log
+
+
+def test_a_rollout_that_succeeds_has_every_step_green_in_its_batch():
+    rollout, page = render(whole_rollout())
     assert rollout.outcome == "succeeded"
     for node in NODES:
         assert bars(page, node) == {step: "succeeded" for step in report.STEPS}, node
@@ -227,11 +232,7 @@ def test_an_interrupted_run_without_a_summary_still_gives_a_report():
 
 
 def test_a_rerun_on_migrated_nodes_shows_nothing_changed():
-    log = EventLog()
-    for node in NODES:
-        log.node(node, op="same")
-    log.end("succeeded", {"same": 27})
-    rollout, page = render(log)
+    rollout, page = render(whole_rollout(op="same"))
     assert {r.result for r in rollout.nodes} == {"no change: already on its target"}
     for node in NODES:
         assert set(bars(page, node).values()) == {"unchanged"}
@@ -325,3 +326,25 @@ def test_cli_without_an_event_log_says_how_to_get_one(tmp_path, monkeypatch, cap
 def test_lines_that_are_no_event_are_skipped(line):
     assert report.read_events([line, '{"sequence": 0, "timestamp": 1, "cancelEvent": {}}']) == \
         [{"sequence": 0, "timestamp": 1, "cancelEvent": {}}]
+
+
+def test_the_terminal_table_has_pods_before_and_after():
+    rollout, _ = render(whole_rollout())
+    before = report.read_pod_counts("      6 lab-cp1\n      2 lab-w1\n      2 lab-w2\n")
+    after = report.read_pod_counts("      6 lab-cp1\n      3 lab-w1\n")
+    lines = report.text_table(rollout, before, after).splitlines()
+    assert lines[0].split() == ["NODE", "BATCH", "BEFORE", "AFTER", "KUBELET", "PODS", "BEFORE", "PODS", "AFTER",
+                                "IMAGES", "CARRIED", "DRAIN", "WINDOW", "RESULT"]
+    assert lines[2].split() == ["lab-w1", "2", "docker", "containerd", "v1.23.17", "2", "3", "3", "images,", "1.0",
+                                "MiB,", "2", "s", "2", "s", "5.4", "s", "switched", "to", "containerd"]
+    assert lines[3].split()[5:7] == ["2", "0"]  # counted, and none running
+
+
+def test_the_next_event_log_is_the_one_the_report_finds_first(tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+    monkeypatch.setattr(report, "EVENTS_DIR", tmp_path / "events")
+    old = report.new_event_log("lab", datetime(2026, 11, 30, 10, 0, tzinfo=timezone.utc))
+    new = report.new_event_log("lab", datetime(2026, 11, 30, 23, 0, tzinfo=timezone.utc))
+    for path in (new, old):
+        path.write_text("")
+    assert report.latest_event_log("lab") == new
