@@ -105,7 +105,7 @@ compgen -G "$LAB_CACHE/control-plane/v*" >/dev/null || builds+=("the lab's contr
 if [ "${#builds[@]}" -gt 0 ]; then
   say "first run: these are built once, then cached under ~/.cache/shimless:"
   for build in "${builds[@]}"; do say "  - $build"; done
-  say "later runs take about a minute."
+  say "later runs take a minute or two."
 fi
 
 # ---------------------------------------------------------------------------
