@@ -11,7 +11,7 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from components.model import RUNTIMES, RegistryMirror, check_mirror_endpoint, check_registry_host
 
@@ -86,12 +86,6 @@ _NOT_CARRIED_REASONS: dict[str, str] = {
     "tlscert": _TLS_REASON,
     "tlskey": _TLS_REASON,
     "group": "socket group of the Docker API; the CRI socket is root-only",
-    "default-runtime": "the kubelet selects runtimes through RuntimeClass handlers; runc is "
-    "the default handler",
-    "runtimes": "extra OCI runtimes must be registered as {runtime} runtime handlers plus a "
-    "RuntimeClass; not rendered",
-    "max-concurrent-downloads": "{runtime} has its own pull concurrency setting; its default "
-    "is kept (not rendered)",
     "max-concurrent-uploads": "the kubelet never pushes images",
     "max-download-attempts": "the kubelet retries pulls itself with back-off",
     "shutdown-timeout": "pod termination is governed by terminationGracePeriodSeconds and the "
@@ -121,10 +115,29 @@ _NOT_CARRIED_REASONS: dict[str, str] = {
     "provider",
 }
 
+# A RuntimeClass handler, which names a runtime handler, must be a DNS-1123 label.
+_HANDLER_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
+# Docker's names for its built-in runc (daemon.json cannot redefine it), which
+# containerd and CRI-O also have as their default handler.
+_DOCKER_RUNC_NAMES = ("runc", "io.containerd.runc.v2")
+# The containerd shim that runs any runc-compatible binary (options.BinaryName).
+RUNC_SHIM = "io.containerd.runc.v2"
+_RUNTIME_CLASS_NOTE = ("a pod that needs a runtime other than the default selects it with a RuntimeClass "
+                       "whose handler is the runtime's name")
+
 # Docker's human sizes for json-file max-size are binary (RAMInBytes): k = 1024.
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:[iI]?[bB])?$", re.ASCII)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _KUBE_SUFFIX = {"k": "Ki", "m": "Mi", "g": "Gi", "t": "Ti"}
+
+
+@dataclass(frozen=True)
+class OciRuntime:
+    """An OCI runtime daemon.json registers, carried as a runtime handler of the same name."""
+
+    name: str
+    path: str  # daemon.json's "path", as written
+    binary: str  # the absolute path on the node when the probe resolved it, else `path`
 
 
 @dataclass(frozen=True)
@@ -141,18 +154,42 @@ class DaemonTranslation:
     default_ulimits: dict = field(default_factory=dict, hash=False)
     proxies: dict = field(default_factory=dict, hash=False)
     kubelet_settings: dict = field(default_factory=dict, hash=False)
+    oci_runtimes: tuple[OciRuntime, ...] = ()  # sorted by name
+    default_runtime: str | None = None  # a handler of oci_runtimes; None = runc stays the default
+    max_concurrent_downloads: int | None = None
     carried: tuple[tuple[str, str], ...] = ()
     not_carried: tuple[tuple[str, str], ...] = ()
+    # Why the node must not be switched: a runtime pods would need and could not
+    # get there (its binary missing, its name not a handler name). Keyed like carried.
+    blocking: tuple[tuple[str, str], ...] = ()
 
     def report(self) -> dict:
         """A JSON-able account of the translation, for operators and the CLI."""
-        return {
+        report = {
             "runtime": self.runtime,
             "docker_cgroup_driver": self.docker_cgroup_driver,
             "carried": [{"key": key, "to": to} for key, to in self.carried],
             "not_carried": [{"key": key, "reason": reason} for key, reason in self.not_carried],
             "kubelet_settings": dict(sorted(self.kubelet_settings.items())),
         }
+        if self.oci_runtimes or self.default_runtime:
+            report["oci_runtimes"] = {
+                "handlers": {runtime.name: runtime.binary for runtime in self.oci_runtimes},
+                "default": self.default_runtime or "runc",
+                "note": _RUNTIME_CLASS_NOTE,
+            }
+        if self.blocking:
+            report["blocking"] = [{"key": key, "reason": reason} for key, reason in self.blocking]
+        return report
+
+    def runtimes_summary(self) -> str:
+        """One line for preview: the runtime handlers carried and the default; "" without any."""
+        if not self.oci_runtimes:
+            return ""
+        names = ", ".join(runtime.name + (" (default)" if runtime.name == self.default_runtime else "")
+                          for runtime in self.oci_runtimes)
+        return f"OCI runtimes from daemon.json carried as {self.runtime} runtime handlers: {names}; " \
+            + _RUNTIME_CLASS_NOTE
 
 
 def docker_size_to_quantity(size: str) -> str:
@@ -226,10 +263,12 @@ class _Translation:
     """A translation in progress: each handler adds what its key becomes, and
     accounts for the key (carried, or not carried and why) exactly once."""
 
-    def __init__(self, runtime: str) -> None:
+    def __init__(self, runtime: str, runtime_paths: Mapping[str, str] | None) -> None:
         self.runtime = runtime
+        self.runtime_paths = runtime_paths
         self.carried: dict[str, str] = {}
         self.not_carried: dict[str, str] = {}
+        self.blocking: dict[str, str] = {}
         self.mirrors: tuple[RegistryMirror, ...] = ()
         self.insecure: list[str] = []
         self.cgroup_driver: str | None = None
@@ -239,12 +278,37 @@ class _Translation:
         self.proxies: dict[str, str] = {}
         self.log_driver = "json-file"
         self.kubelet_settings: dict = {}
+        self.oci_runtimes: list[OciRuntime] = []
+        self.unusable_runtimes: dict[str, str] = {}  # name -> why it is not a handler
+        self.default_runtime: str | None = None
+        self.max_concurrent_downloads: int | None = None
 
     def carry(self, key: str, to: str) -> None:
         self.carried[key] = to
 
     def drop(self, key: str, reason: str) -> None:
         self.not_carried[key] = reason.replace("{runtime}", self.runtime)
+
+    def block(self, key: str, reason: str) -> None:
+        self.blocking[key] = reason.replace("{runtime}", self.runtime)
+
+    def resolve(self, path: str) -> tuple[str, str]:
+        """The binary a runtime's path names on the node, and why it cannot run there ("" if it can).
+
+        `runtime_paths` is the probe's answer (path as written -> absolute path
+        on the node, "" = not there); None means no node was asked (render from
+        files), and the path is kept as written."""
+        if "/" in path and not path.startswith("/"):
+            return path, f"path {path!r} is relative; the node's runtimes need an absolute path or a name on PATH"
+        if self.runtime_paths is None:
+            return path, ""
+        if path not in self.runtime_paths:
+            return path, f"{path} was not checked on the node (the probe did not report it)"
+        found = self.runtime_paths[path]
+        if not found:
+            where = "does not exist or is not executable" if path.startswith("/") else "is not on PATH"
+            return path, f"{path} {where} on the node; pods that need this runtime could not start"
+        return found, ""
 
     def result(self) -> DaemonTranslation:
         return DaemonTranslation(
@@ -258,8 +322,12 @@ class _Translation:
             default_ulimits=self.default_ulimits,
             proxies=dict(sorted(self.proxies.items())),
             kubelet_settings=dict(sorted(self.kubelet_settings.items())),
+            oci_runtimes=tuple(sorted(self.oci_runtimes, key=lambda runtime: runtime.name)),
+            default_runtime=self.default_runtime,
+            max_concurrent_downloads=self.max_concurrent_downloads,
             carried=tuple(sorted(self.carried.items())),
             not_carried=tuple(sorted(self.not_carried.items())),
+            blocking=tuple(sorted(self.blocking.items())),
         )
 
 
@@ -301,15 +369,19 @@ def _surrogate_free(text: str, where: str) -> str:
     return text
 
 
-def translate_daemon_json(daemon: dict, runtime: str) -> DaemonTranslation:
-    """Map each daemon.json key to its home on `runtime`, or say why it has none."""
+def translate_daemon_json(daemon: dict, runtime: str,
+                          runtime_paths: Mapping[str, str] | None = None) -> DaemonTranslation:
+    """Map each daemon.json key to its home on `runtime`, or say why it has none.
+
+    `runtime_paths` is what the node's probe found for each OCI runtime's path
+    (see _Translation.resolve); without it, runtime paths are kept as written."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
     if not isinstance(daemon, dict):
         raise DaemonJsonError(
             f"daemon.json must be a JSON object, not {type(daemon).__name__}"
         )
-    translation = _Translation(runtime)
+    translation = _Translation(runtime, runtime_paths)
     # In the table's order, not the file's: log-opts depends on log-driver.
     for key, handler in _HANDLERS.items():
         if key in daemon:
@@ -397,7 +469,10 @@ def _exec_opts(translation: _Translation, key: str, value: Any) -> None:
 
 
 def _data_root(translation: _Translation, key: str, value: Any) -> None:
-    """data-root, or "graph", its pre-17.05 name."""
+    """data-root, or "graph", its pre-17.05 name; "" (Docker's own example) is its default."""
+    if value == "":
+        translation.drop(key, f"empty: Docker's default {DOCKER_DEFAULT_DATA_ROOT}; {{runtime}} keeps its default root")
+        return
     if not isinstance(value, str) or not value.startswith("/"):
         raise DaemonJsonError(f"daemon.json: {key!r} must be an absolute path string")
     if translation.data_root is not None:
@@ -522,6 +597,89 @@ def _log_max_file(translation: _Translation, option: str, value: str) -> None:
         translation.carry(option, "kubelet containerLogMaxFiles")
 
 
+def _handler_target(runtime: str) -> str:
+    return CONTAINERD_CONFIG if runtime == "containerd" else CRIO_DROP_IN
+
+
+def _runtimes(translation: _Translation, key: str, value: Any) -> None:
+    """Each OCI runtime becomes a runtime handler of the same name (see _oci_runtime)."""
+    if not isinstance(value, dict) or not all(isinstance(spec, dict) for spec in value.values()):
+        raise DaemonJsonError("daemon.json: 'runtimes' must be an object of runtime objects")
+    if not value:
+        translation.drop(key, "empty object: nothing to carry")
+    for name, spec in value.items():
+        _oci_runtime(translation, name, spec)
+
+
+def _oci_runtime(translation: _Translation, name: str, spec: dict) -> None:
+    entry = f"runtimes.{name}"
+    if name in _DOCKER_RUNC_NAMES:
+        translation.drop(entry, "Docker's name for its built-in runc; {runtime}'s own runc handler is kept")
+        return
+    if not _HANDLER_NAME_RE.fullmatch(name):
+        reason = (f"{name!r} cannot be a runtime handler name: a RuntimeClass handler is a DNS-1123 label "
+                  "(lowercase letters, digits and '-', at most 63)")
+        translation.unusable_runtimes[name] = reason
+        translation.drop(entry, reason)
+        return
+    if "runtimeType" in spec:
+        reason = ("a containerd shim (runtimeType), not an OCI binary; register it as a {runtime} runtime "
+                  "handler by hand")
+        translation.unusable_runtimes[name] = reason.replace("{runtime}", translation.runtime)
+        translation.drop(entry, reason)
+        return
+    path = spec.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise DaemonJsonError(f"daemon.json: '{entry}.path' must be a non-empty string")
+    args = _string_list(spec.get("runtimeArgs", []), f"{entry}.runtimeArgs")
+    binary, problem = translation.resolve(path)
+    translation.oci_runtimes.append(OciRuntime(name, path, binary))
+    option = "options.BinaryName" if translation.runtime == "containerd" else "runtime_path"
+    translation.carry(entry, f"runtime handler {name} ({option} = {binary}) in "
+                             f"{_handler_target(translation.runtime)}; a RuntimeClass with handler: {name} "
+                             "selects it")
+    if problem:
+        translation.block(entry, problem)
+    if args:
+        shim = "containerd's runc shim" if translation.runtime == "containerd" else "a CRI-O runtime handler"
+        translation.drop(f"{entry}.runtimeArgs", f"{shim} passes no extra arguments to the runtime binary; "
+                                                 "wrap the binary in a script that adds them")
+    for other in sorted(set(spec) - {"path", "runtimeArgs"}):
+        translation.drop(f"{entry}.{other}", "no equivalent in a {runtime} runtime handler")
+
+
+def _default_runtime(translation: _Translation, key: str, value: Any) -> None:
+    """Pods without a RuntimeClass run on the default handler, as all pods ran on Docker's default."""
+    if not isinstance(value, str) or not value:
+        raise DaemonJsonError("daemon.json: 'default-runtime' must be a non-empty string")
+    setting = "default_runtime_name" if translation.runtime == "containerd" else "default_runtime"
+    if value in _DOCKER_RUNC_NAMES:
+        translation.carry(key, "runc, the default handler of {runtime} too (nothing to write)"
+                          .replace("{runtime}", translation.runtime))
+    elif value in {runtime.name for runtime in translation.oci_runtimes}:
+        translation.default_runtime = value
+        translation.carry(key, f"{setting} = {value} in {_handler_target(translation.runtime)}")
+    else:
+        reason = translation.unusable_runtimes.get(value) or f"{value!r} is not one of daemon.json's runtimes"
+        translation.drop(key, reason)
+        translation.block(key, f"{reason}; every pod on the node runs on Docker's default runtime "
+                               f"{value!r}, and {{runtime}} could not give it to them")
+
+
+def _max_concurrent_downloads(translation: _Translation, key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DaemonJsonError("daemon.json: 'max-concurrent-downloads' must be a non-negative integer")
+    if translation.runtime == "cri-o":
+        translation.drop(key, "CRI-O has no setting for concurrent layer downloads (crio.conf [crio.image] has "
+                              "none); its image library's default applies")
+    elif value == 0:
+        translation.drop(key, "0 means no limit in some Docker versions and the default in others; "
+                              "containerd's default (3) is kept")
+    else:
+        translation.max_concurrent_downloads = value
+        translation.carry(key, f"CRI max_concurrent_downloads = {value} in {CONTAINERD_CONFIG}")
+
+
 # Each daemon.json key with a home after Docker, and its handler; every other
 # key is reported as not carried (with _NOT_CARRIED_REASONS' reason). Adding a
 # key is one entry here.
@@ -535,4 +693,7 @@ _HANDLERS: dict[str, Callable[[_Translation, str, Any], None]] = {
     "proxies": _proxies,
     "log-driver": _log_driver,
     "log-opts": _log_opts,
+    "runtimes": _runtimes,
+    "default-runtime": _default_runtime,  # after runtimes: it names one of them
+    "max-concurrent-downloads": _max_concurrent_downloads,
 }

@@ -99,7 +99,7 @@ def _translation(facts: NodeFacts, runtime: str) -> daemon_json.DaemonTranslatio
     if not text.strip():
         return None
     with _reading(path):
-        return daemon_json.translate_daemon_json(daemon_json.load_daemon_json(text), runtime)
+        return daemon_json.translate_daemon_json(daemon_json.load_daemon_json(text), runtime, facts.runtime_paths)
 
 
 def _runtime_version(facts: NodeFacts, target: RuntimeTarget, warnings: list[str]) -> str:

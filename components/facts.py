@@ -96,6 +96,18 @@ class NodeFacts:
         return self.get("containerd.version").lstrip("v")
 
     @property
+    def runtime_paths(self) -> dict[str, str]:
+        """Each OCI runtime path daemon.json names, as written -> the absolute
+        path the node runs for it ("" = no such executable there), from the
+        probe's "ociruntime.N.path" / "ociruntime.N.found" facts."""
+        paths = {}
+        for key, path in self.facts.items():
+            number = re.fullmatch(r"ociruntime\.(\d+)\.path", key)
+            if number and path:
+                paths[path] = self.get(f"ociruntime.{number.group(1)}.found")
+        return paths
+
+    @property
     def daemon_json_path(self) -> str:
         """Where Docker's settings as they were before shimless touched the node are."""
         return ORIGINAL_DAEMON_JSON if ORIGINAL_DAEMON_JSON in self.files or \

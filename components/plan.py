@@ -118,6 +118,10 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
     except Blocked as exc:
         return blocked(str(exc))
     translation = desired.translation
+    if translation is not None and translation.blocking:
+        # Before anything runs: a switch would leave pods without the runtime Docker ran them on.
+        return blocked(f"{facts.daemon_json_path}: " + "; ".join(f"{key}: {reason}"
+                                                                 for key, reason in translation.blocking))
     data_root = translation.data_root if translation and translation.data_root else DOCKER_DEFAULT_DATA_ROOT
     runtime_root = (translation.runtime_root if translation else None) or DEFAULT_ROOTS[target.runtime]
     if docker is not None and docker.remove_data and (problem := _data_removal_problem(data_root, runtime_root)):
@@ -129,6 +133,8 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
                        " (move them, or set shimless:rollout.allowDockerSocketWorkloads: true)")
     action, token = _action_and_token(facts, target.runtime, desired.files, drift, stamp)
     warnings = list(desired.warnings)
+    if translation is not None and translation.runtimes_summary():
+        warnings.append(translation.runtimes_summary())
     if docker_socket_pods:
         warnings.append("pods mount the Docker socket and will break: " + ", ".join(docker_socket_pods))
     return NodePlan(

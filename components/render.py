@@ -14,7 +14,9 @@ from components.daemon_json import (
     CRIO_REGISTRIES_DROP_IN,
     PROXY_DROP_INS,
     PROXY_ENV_NAMES,
+    RUNC_SHIM,
     DaemonTranslation,
+    OciRuntime,
 )
 from components.model import (
     RUNTIMES, RegistryMirror, RuntimeTarget, check_mirror_endpoint, check_registry_host,
@@ -227,12 +229,35 @@ def render_proxy_drop_in(proxies: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _runc_handler(containerd: tuple[str, ...], name: str, systemd: bool, binary: str = "") -> list[str]:
+    """A runtime handler run by containerd's runc shim: runc itself, or another
+    runc-compatible binary (BinaryName), with the cgroup driver runc has."""
+    options: list[tuple[str, object]] = [("BinaryName", binary)] if binary else []
+    return [
+        _table(containerd + ("runtimes", name), [("runtime_type", RUNC_SHIM)]),
+        _table(containerd + ("runtimes", name, "options"), options + [("SystemdCgroup", systemd)]),
+    ]
+
+
+def _containerd_handlers(containerd: tuple[str, ...], systemd: bool, runtimes: tuple[OciRuntime, ...],
+                         default_runtime: str | None) -> list[str]:
+    parts = [_table(containerd, [("default_runtime_name", default_runtime)])] if default_runtime else []
+    parts += _runc_handler(containerd, "runc", systemd)
+    for runtime in runtimes:
+        parts += _runc_handler(containerd, runtime.name, systemd, runtime.binary)
+    return parts
+
+
 def render_containerd_config(
-    target: RuntimeTarget, *, containerd_version: str, cgroup_driver: str, root: str | None
+    target: RuntimeTarget, *, containerd_version: str, cgroup_driver: str, root: str | None,
+    runtimes: tuple[OciRuntime, ...] = (), default_runtime: str | None = None,
+    max_concurrent_downloads: int | None = None,
 ) -> str:
     config_version = containerd_config_version(containerd_version)
     shown = containerd_version.strip() or "1.x (version unknown)"
     systemd = cgroup_driver == "systemd"
+    downloads: list[tuple[str, object]] = (
+        [("max_concurrent_downloads", max_concurrent_downloads)] if max_concurrent_downloads else [])
     head = [
         f"# Managed by shimless; rendered for containerd {shown} (config version {config_version})",
         f"version = {config_version}",
@@ -245,13 +270,13 @@ def render_containerd_config(
     if config_version == 2:
         cri = ("plugins", "io.containerd.grpc.v1.cri")
         parts += [
-            _table(cri, [("sandbox_image", target.pause_image)]),
-            _table(cri + ("containerd", "runtimes", "runc"), [("runtime_type", "io.containerd.runc.v2")]),
-            _table(cri + ("containerd", "runtimes", "runc", "options"), [("SystemdCgroup", systemd)]),
+            _table(cri, [("sandbox_image", target.pause_image)] + downloads),
+            *_containerd_handlers(cri + ("containerd",), systemd, runtimes, default_runtime),
             _table(cri + ("cni",), [("bin_dir", target.cni_bin_dir), ("conf_dir", target.cni_conf_dir)]),
             _table(cri + ("registry",), [("config_path", CONTAINERD_CERTS_DIR)]),
         ]
     else:
+        # containerd 2.x split the CRI plugin: image settings (pulls included) and runtime settings.
         images = ("plugins", "io.containerd.cri.v1.images")
         runtime = ("plugins", "io.containerd.cri.v1.runtime")
         if containerd_version.strip() and parse_version(containerd_version) >= _CNI_BIN_DIRS_SINCE:
@@ -259,10 +284,10 @@ def render_containerd_config(
         else:
             cni_bin = ("bin_dir", target.cni_bin_dir)
         parts += [
+            *([_table(images, downloads)] if downloads else []),
             _table(images + ("pinned_images",), [("sandbox", target.pause_image)]),
             _table(images + ("registry",), [("config_path", CONTAINERD_CERTS_DIR)]),
-            _table(runtime + ("containerd", "runtimes", "runc"), [("runtime_type", "io.containerd.runc.v2")]),
-            _table(runtime + ("containerd", "runtimes", "runc", "options"), [("SystemdCgroup", systemd)]),
+            *_containerd_handlers(runtime + ("containerd",), systemd, runtimes, default_runtime),
             _table(runtime + ("cni",), [cni_bin, ("conf_dir", target.cni_conf_dir)]),
         ]
     return "\n".join(parts)
@@ -277,7 +302,8 @@ def _crio_ulimits(default_ulimits: dict) -> list[str]:
 
 
 def render_crio_config(
-    target: RuntimeTarget, *, cgroup_driver: str, root: str | None, default_ulimits: dict
+    target: RuntimeTarget, *, cgroup_driver: str, root: str | None, default_ulimits: dict,
+    runtimes: tuple[OciRuntime, ...] = (), default_runtime: str | None = None,
 ) -> str:
     parts = [MANAGED_HEADER + "\n"]
     if root:
@@ -288,7 +314,12 @@ def render_crio_config(
         runtime.append(("conmon_cgroup", "pod"))
     if default_ulimits:
         runtime.append(("default_ulimits", _crio_ulimits(default_ulimits)))
+    if default_runtime:
+        runtime.append(("default_runtime", default_runtime))
     parts.append(_table(("crio", "runtime"), runtime))
+    for handler in runtimes:
+        parts.append(_table(("crio", "runtime", "runtimes", handler.name),
+                            [("runtime_path", handler.binary), ("runtime_type", "oci")]))
     parts.append(_table(("crio", "image"), [("pause_image", target.pause_image)]))
     parts.append(
         _table(
@@ -320,9 +351,13 @@ def render_runtime_files(
     proxies = translation.proxies if translation else {}
     files: dict[str, str] = {CRICTL_CONFIG: render_crictl_yaml(target.cri_endpoint)}
 
+    runtimes = translation.oci_runtimes if translation else ()
+    default_runtime = translation.default_runtime if translation else None
     if target.runtime == "containerd":
         files[CONTAINERD_CONFIG] = render_containerd_config(
-            target, containerd_version=containerd_version, cgroup_driver=cgroup_driver, root=root
+            target, containerd_version=containerd_version, cgroup_driver=cgroup_driver, root=root,
+            runtimes=runtimes, default_runtime=default_runtime,
+            max_concurrent_downloads=translation.max_concurrent_downloads if translation else None,
         )
         for registry in sorted(set(mirrors) | set(insecure)):
             files[f"{CONTAINERD_CERTS_DIR}/{registry}/hosts.toml"] = render_hosts_toml(
@@ -334,6 +369,8 @@ def render_runtime_files(
             cgroup_driver=cgroup_driver,
             root=root,
             default_ulimits=translation.default_ulimits if translation else {},
+            runtimes=runtimes,
+            default_runtime=default_runtime,
         )
         if mirrors or insecure:
             files[CRIO_REGISTRIES_DROP_IN] = render_crio_registries(mirrors, insecure)

@@ -200,6 +200,27 @@ def test_runtime_root_for(data_root, runtime, expected):
     assert runtime_root_for(data_root, runtime) == expected
 
 
+@pytest.mark.parametrize("runtime", ["containerd", "cri-o"])
+@pytest.mark.parametrize("key", ["data-root", "graph"])
+def test_empty_data_root_is_docker_s_default(key, runtime):
+    # Docker's own documented daemon.json example has "data-root": "".
+    t = translate_daemon_json({key: ""}, runtime)
+    assert t.data_root is None and t.runtime_root is None
+    assert dict(t.not_carried)[key] == f"empty: Docker's default /var/lib/docker; {runtime} keeps its default root"
+
+
+def test_max_concurrent_downloads_goes_to_containerd_s_cri_and_not_to_crio():
+    t = translate_daemon_json({"max-concurrent-downloads": 10}, "containerd")
+    assert t.max_concurrent_downloads == 10
+    assert dict(t.carried)["max-concurrent-downloads"] == \
+        "CRI max_concurrent_downloads = 10 in /etc/containerd/config.toml"
+    t = translate_daemon_json({"max-concurrent-downloads": 10}, "cri-o")
+    assert t.max_concurrent_downloads is None
+    assert "CRI-O has no setting for concurrent layer downloads" in dict(t.not_carried)["max-concurrent-downloads"]
+    t = translate_daemon_json({"max-concurrent-downloads": 0}, "containerd")
+    assert t.max_concurrent_downloads is None and "default (3) is kept" in dict(t.not_carried)["max-concurrent-downloads"]
+
+
 def test_graph_is_an_alias_for_data_root():
     assert translate_daemon_json({"graph": "/data/docker"}, "containerd").runtime_root == "/data/containerd"
     with pytest.raises(DaemonJsonError, match="both"):
@@ -228,6 +249,10 @@ def test_graph_is_an_alias_for_data_root():
         ({"default-ulimits": []}, "default-ulimits"),
         ({"proxies": {"http-proxy": 3128}}, "proxies"),
         ({"proxies": {"http-proxy": "http://a\nb"}}, "proxies.http-proxy"),
+        ({"max-concurrent-downloads": -1}, "max-concurrent-downloads"),
+        ({"max-concurrent-downloads": "3"}, "max-concurrent-downloads"),
+        ({"max-concurrent-downloads": True}, "max-concurrent-downloads"),
+        ({"data-root": None}, "data-root"),
     ],
 )
 def test_malformed_input_names_the_key(daemon, key):

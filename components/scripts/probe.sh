@@ -21,6 +21,32 @@ unit_state() {
   fact "unit.$unit" "${enabled:-not-found}/${active:-inactive}"
 }
 
+# The OCI runtimes daemon.json registers ("runtimes": {NAME: {"path": ...}}):
+# each path as written and the executable the node has for it ("" = none).
+# dockerd, containerd and CRI-O run under systemd, so a bare name is looked up
+# in systemd's default PATH, not in this shell's.
+oci_runtime_facts() {
+  local path found number=0
+  while IFS= read -r path; do
+    number=$((number + 1))
+    found=""
+    if [[ "$path" == /* ]]; then
+      if [ -f "$path" ] && [ -x "$path" ]; then found=$path; fi
+    elif [[ "$path" != */* ]]; then
+      found=$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin type -P -- "$path" || true)
+    fi
+    fact "ociruntime.$number.path" "$path"
+    fact "ociruntime.$number.found" "$found"
+  done < <(daemon_json_runtime_paths "$@")
+}
+
+daemon_json_runtime_paths() {
+  local file
+  for file in "$@"; do
+    if [ -f "$file" ]; then grep -o '"path"[[:space:]]*:[[:space:]]*"[^"]*"' "$file" || true; fi
+  done | sed -e 's/^"path"[[:space:]]*:[[:space:]]*"//' -e 's/"$//' -e 's#\\/#/#g' | sort -u
+}
+
 main() {
   local os_id="" os_version=""
   if [ -r /etc/os-release ]; then
@@ -56,6 +82,7 @@ main() {
     unit_state "$unit"
   done
   fact shimless.token "$(cat /var/lib/shimless/token 2>/dev/null || true)"
+  oci_runtime_facts /etc/docker/daemon.json /var/lib/shimless/backup/original/etc/docker/daemon.json
 
   local path
   for path in /var/lib/kubelet/kubeadm-flags.env /var/lib/kubelet/config.yaml \

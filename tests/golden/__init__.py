@@ -33,27 +33,36 @@ DAEMON_JSON = {
     "data-root": "/data/docker",
     "proxies": {"http-proxy": "http://proxy.lab:3128", "no-proxy": "localhost,.svc"},
     "live-restore": True,
+    "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "runtimeArgs": []}},
+    "default-runtime": "nvidia",
+    "max-concurrent-downloads": 6,
 }
+# What the probe found for the runtime's bare name on these nodes.
+NVIDIA_FOUND = {"ociruntime.1.path": "nvidia-container-runtime",
+                "ociruntime.1.found": "/usr/bin/nvidia-container-runtime"}
 
 # case -> (target keys over Pulumi.yaml's default, probe facts, node files)
 CASES: dict[str, tuple[dict, dict, dict]] = {
     "containerd-v2": (
         {"runtime": "containerd", "registryMirrors": {"quay.io": ["https://quay-mirror.lab"]}},
-        {"kubelet.version": "Kubernetes v1.23.17", "containerd.version": "1.6.20"},
+        {"kubelet.version": "Kubernetes v1.23.17", "containerd.version": "1.6.20", **NVIDIA_FOUND},
         {"/var/lib/kubelet/kubeadm-flags.env": KUBEADM_FLAGS_123,
          "/var/lib/kubelet/config.yaml": KUBELET_CONFIG.format(driver="systemd"),
          "/etc/docker/daemon.json": json.dumps(DAEMON_JSON, indent=2)},
     ),
     "containerd-v3": (
         {"runtime": "containerd", "version": "2.0.4", "pauseImage": "registry.k8s.io/pause:3.10"},
-        {"kubelet.version": "Kubernetes v1.28.15", "containerd.version": "1.6.20"},
+        {"kubelet.version": "Kubernetes v1.28.15", "containerd.version": "1.6.20",
+         "ociruntime.1.path": "/usr/local/bin/runsc", "ociruntime.1.found": "/usr/local/bin/runsc"},
         {"/var/lib/kubelet/kubeadm-flags.env": KUBEADM_FLAGS_126,
          "/var/lib/kubelet/config.yaml": KUBELET_CONFIG.format(driver="systemd"),
-         "/etc/docker/daemon.json": json.dumps({"registry-mirrors": ["https://mirror.gcr.io"]})},
+         "/etc/docker/daemon.json": json.dumps({
+             "registry-mirrors": ["https://mirror.gcr.io"],
+             "runtimes": {"runsc": {"path": "/usr/local/bin/runsc", "runtimeArgs": ["--platform=kvm"]}}})},
     ),
     "cri-o": (
         {"runtime": "cri-o", "source": "package", "insecureRegistries": ["registry.lab:5000"]},
-        {"kubelet.version": "Kubernetes v1.26.15", "crio.version": "1.27.1"},
+        {"kubelet.version": "Kubernetes v1.26.15", "crio.version": "1.27.1", **NVIDIA_FOUND},
         {"/var/lib/kubelet/kubeadm-flags.env": KUBEADM_FLAGS_126,
          "/var/lib/kubelet/config.yaml": KUBELET_CONFIG.format(driver="cgroupfs"),
          "/etc/docker/daemon.json": json.dumps({
