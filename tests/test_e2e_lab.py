@@ -95,6 +95,41 @@ def test_wrong_ssh_credentials_are_refused_before_any_node_is_touched(lab_config
     assert all(untouched(node) for node in lab.NODES)
 
 
+def run_prestage(node: str, images: str) -> str:
+    """scripts/prestage.sh on `node` as the program runs it (its bundle on stdin)."""
+    import subprocess
+    from components.bundle import REMOTE_COMMAND, bundle
+    stdin = bundle("prestage.sh", {"node": node, "runtime": "containerd", "cri_endpoint":
+                                   "unix:///run/containerd/containerd.sock", "token": "e2e", "source": "preinstalled",
+                                   "version": "", "images": images, "pause_image": "registry.k8s.io/pause:3.6"})
+    done = subprocess.run([str(lab.ROOT / "lab" / "ssh"), node, REMOTE_COMMAND], input=stdin,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_prestage_carries_docker_images_once_and_only_what_is_asked():
+    lab.reset("lab-w2")  # in the Docker era, whatever ran before
+    # A Docker-only image (its own ID) that no pod uses: `pods` leaves it, `all` carries it.
+    lab.out("lab-w2", "printf 'FROM registry.k8s.io/pause:3.6\\nLABEL e2e=unused\\n' | "
+                      "DOCKER_BUILDKIT=0 docker build -q -t lab.invalid/e2e/unused:1 - >/dev/null")
+    def in_containerd(ref):
+        return ref in lab.out("lab-w2", "ctr -n k8s.io images ls -q").split()
+    assert not in_containerd("registry.k8s.io/pause:3.6")
+    assert run_prestage("lab-w2", "none").endswith("images=0 image_bytes=0 image_seconds=0")
+    assert not in_containerd("registry.k8s.io/pause:3.6")
+    first = run_prestage("lab-w2", "pods")
+    assert " images=1 " in first, first
+    assert in_containerd("registry.k8s.io/pause:3.6") and in_containerd("k8s.gcr.io/pause:3.6")
+    assert not in_containerd("lab.invalid/e2e/unused:1")
+    # Same image ID already there under every wanted tag: nothing is copied again.
+    assert " images=0 " in run_prestage("lab-w2", "pods")
+    assert " images=1 " in run_prestage("lab-w2", "all")
+    assert in_containerd("lab.invalid/e2e/unused:1")
+    assert " images=0 " in run_prestage("lab-w2", "all")
+    lab.reset("lab-w2")  # a Docker-era node again for the rollout below
+
+
 def test_up_migrates_every_node(stack):
     preview = stack.preview(color="never")
     assert "switch from docker to containerd" in preview.stdout
@@ -129,6 +164,12 @@ def test_up_migrates_every_node(stack):
     assert set(nodes) == set(lab.NODES)
     assert all(n["runtimeBefore"] == "docker" and n["runtimeAfter"] == "containerd" for n in nodes.values())
     assert all(n["result"].startswith("switched runtime=containerd") for n in nodes.values())
+    # The pause image existed only in Docker: pre-stage carried it (both tags) into containerd.
+    assert all(n["imagesCarried"]["images"] == 1 for n in nodes.values()), nodes
+    for node in lab.NODES:
+        images = json.loads(lab.out(node, "crictl --runtime-endpoint unix:///run/containerd/containerd.sock images -o json"))
+        tags = {tag for image in images["images"] for tag in image["repoTags"]}
+        assert {"registry.k8s.io/pause:3.6", "k8s.gcr.io/pause:3.6"} <= tags, tags
 
 
 
@@ -213,9 +254,12 @@ def test_runtime_failure_rolls_back_that_node_and_stops_the_rollout(stack):
     assert 'disabled_plugins = ["cri"]' in lab.out("lab-w1", "cat /etc/containerd/config.toml")
     assert lab.out("lab-w1", "systemctl is-enabled docker.service") == "enabled"
     assert lab.out("lab-w1", "systemctl is-active docker.service") == "active"
-    # lab-cp1 (an earlier batch) is fully new; lab-w2 (a later batch) was never touched.
+    # lab-cp1 (an earlier batch) is fully new; lab-w2 (a later batch) may have
+    # been pre-staged ahead (rollout.prestageAhead) but was never switched.
     assert lab.kubelet("lab-cp1")["runtime"] == "containerd"
-    assert untouched("lab-w2") and lab.kubelet("lab-w2")["runtime"] == "docker"
+    assert lab.kubelet("lab-w2")["runtime"] == "docker"
+    assert lab.ssh("lab-w2", "test -e /var/lib/shimless/backup", check=False).returncode != 0
+    assert lab.out("lab-w2", "systemctl is-active docker.service") == "active"
     # Fault removed: the same `up` resumes and completes.
     lab.out("lab-w1", f"rm {FAULT_DROP_IN} && systemctl daemon-reload")
     result = stack.up(color="never")
