@@ -117,13 +117,17 @@ containerd_image_id() {
     grep -o '"config":{[^}]*}' | grep -o 'sha256:[0-9a-f]\{64\}' | head -1 || true
 }
 
+crio_setting() { sed -n "s/^[[:space:]]*#\{0,1\}[[:space:]]*$1 = \"\(.*\)\"\$/\1/p" | head -1; }
+
 # CRIO_STORAGE: containers-storage as CRI-O uses it ([driver@root+runroot]); CRIO_ROOT.
 crio_storage() {
   local conf driver root runroot
   conf=$(crio config 2>/dev/null) || die "'crio config' failed: cannot tell where CRI-O keeps its images"
-  driver=$(sed -n 's/^[[:space:]]*storage_driver = "\(.*\)"/\1/p' <<<"$conf" | head -1)
-  root=$(sed -n 's/^[[:space:]]*root = "\(.*\)"/\1/p' <<<"$conf" | head -1)
-  runroot=$(sed -n 's/^[[:space:]]*runroot = "\(.*\)"/\1/p' <<<"$conf" | head -1)
+  # `crio config` prints the effective configuration; values equal to CRI-O's
+  # defaults come commented out ("# root = ..."), and count all the same.
+  driver=$(crio_setting storage_driver <<<"$conf")
+  root=$(crio_setting root <<<"$conf")
+  runroot=$(crio_setting runroot <<<"$conf")
   if [ -z "$root" ] || [ -z "$runroot" ]; then die "'crio config' names no storage root/runroot"; fi
   CRIO_STORAGE="[${driver:+$driver@}$root+$runroot]"
   CRIO_ROOT=$root
