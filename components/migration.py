@@ -24,7 +24,10 @@ declaration walks everything the dependency depends on. Declared all at
 once, a rollout (one chain of batches) makes both grow with the square of the
 fleet: 660 s for a 1,000-node preview. Declared batch by batch, with every
 dependency on another node through a by-URN stand-in, both stay within the
-prestageAhead + 1 batches declared at a time (bench/preview_scale.py, README)."""
+prestageAhead + 1 batches declared at a time (bench/preview_scale.py, README).
+In preview, where nothing runs, a batch is declared once the batch before it
+is: the same graph, and no Outputs left waiting on a batch still being
+planned, which would wake that loop at every step of the fleet."""
 from __future__ import annotations
 
 import asyncio
@@ -122,9 +125,11 @@ class RuntimeMigration(pulumi.ComponentResource):
 
             for index, batch in enumerate(batches):
                 gate = index - rollout.prestage_ahead - 1  # the batch this batch's pre-stage waits for
-                if gate >= 0:
-                    # Registered means done in `up` (and planned in preview).
-                    await asyncio.gather(*(node.done.urn.future() for node in declared[gate]))
+                # Registered means done in `up`: the batch is declared as its pre-stage may start. In
+                # preview nothing starts, and once the batch before is planned is cheapest (see above).
+                declare_after = index - 1 if pulumi.runtime.is_dry_run() else gate
+                if declare_after >= 0:
+                    await asyncio.gather(*(node.done.urn.future() for node in declared[declare_after]))
                 after = end_of(gate) if gate >= 0 else []
                 # With prestageAhead 0 the pre-stage already waits for the previous batch.
                 disrupt_after = end_of(index - 1) if rollout.prestage_ahead and index else []
