@@ -10,10 +10,15 @@
 #                 kubeconfig + shimless:kubeconfigPath into the stack; a stopped
 #                 node made for the other kind starts from a fresh disk, a running
 #                 one is left as it is: lab-reset it)
+#   LAB_SOURCE=cri-dockerd (with LAB_CLUSTER=1; default dockershim): the nodes'
+#                 kubelet is 1.24.17 and reaches Docker through cri-dockerd
+#                 (lab/cri-dockerd/); a stopped node made for the other source
+#                 starts from a fresh disk, a running one is left: lab-reset it
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 lab_check_kubelet_choice
+lab_check_source_choice
 mkdir -p "$LAB_STATE_DIR"
 exec 9>"$LAB_STATE_DIR/.lock"
 flock -w 120 9 || die "another lab script holds $LAB_STATE_DIR/.lock"
@@ -55,6 +60,9 @@ for node in "${NODES[@]}"; do
     if [ "$(lab_node_kubelet "$node")" != "$(lab_kubelet_kind_wanted)" ]; then
       warn "$node: its kubelet runs $(lab_node_kubelet "$node"), not $(lab_kubelet_kind_wanted); 'lab/lab-reset.sh $node' (same LAB_CLUSTER) to renew it"
     fi
+    if [ "$(lab_node_source "$node")" != "$(lab_source_wanted)" ]; then
+      warn "$node: its kubelet reaches Docker through $(lab_node_source "$node"), not $(lab_source_wanted); 'lab/lab-reset.sh $node' (same LAB_SOURCE) to renew it"
+    fi
     log "$node: already running"
     continue
   fi
@@ -66,6 +74,9 @@ for node in "${NODES[@]}"; do
     lab_wipe_node_disk "$node"
   elif [ -f "$d/base" ] && [ "$(lab_node_kubelet "$node")" != "$(lab_kubelet_kind_wanted)" ]; then
     log "$node: its disk was made for a $(lab_node_kubelet "$node") kubelet: starting it fresh ($(lab_kubelet_kind_wanted))"
+    lab_wipe_node_disk "$node"
+  elif [ -f "$d/base" ] && [ "$(lab_node_source "$node")" != "$(lab_source_wanted)" ]; then
+    log "$node: its disk was made for $(lab_node_source "$node"): starting it fresh ($(lab_source_wanted))"
     lab_wipe_node_disk "$node"
   fi
   lab_mount_rootfs "$node" "$BASE" "$LAYER"

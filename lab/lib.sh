@@ -6,13 +6,15 @@
 # in lab/base/), each with its own sshd on 127.0.0.1:222NN, starting in the
 # Docker era (Docker on the system containerd, CRI disabled, the real kubelet
 # 1.23 in dockershim mode: standalone with static pods, or registered with the
-# lab control plane under LAB_CLUSTER=1).
+# lab control plane under LAB_CLUSTER=1; with LAB_SOURCE=cri-dockerd, the
+# real kubelet 1.24 talking to Docker through cri-dockerd, lab/cri-dockerd/).
 #
 # Layout:
 #   $LAB_CACHE_DIR (~/.cache/shimless/lab)
 #     base-<hash>/          the base root filesystem (read-only lower layer)
 #     bin/                  built binaries (crictl)
-#     layers/bin-<key>/     lower layer: usr/bin/{kubelet,crictl} (lab/kubelet-real/layer.sh)
+#     layers/bin-<key>/     lower layer: usr/bin/{kubelet,crictl} (lab/kubelet-real/layer.sh),
+#                           CRI-O (LAB_CRIO=1), cri-dockerd (LAB_SOURCE=cri-dockerd)
 #   $LAB_STATE_DIR (lab/state, git-ignored)
 #     id_ed25519{,.pub}     lab client key; known_hosts: pinned host keys
 #     keys/<node>/          the node's sshd host key (kept across resets)
@@ -32,6 +34,11 @@ LAB_MIRROR="${LAB_MIRROR:-http://deb.debian.org/debian}"
 LAB_KUBELET_VERSION="${LAB_KUBELET_VERSION:-1.23.17}"
 LAB_KUBELET_VERSION="v${LAB_KUBELET_VERSION#v}"
 LAB_CRICTL_VERSION="${LAB_CRICTL_VERSION:-v1.34.0}"
+# LAB_SOURCE=cri-dockerd (lab_source_wanted): the kubelet of those nodes (no
+# dockershim from 1.24 on; the module the control plane builds too) and the CRI
+# endpoint kubeadm records for them (its flags and the cri-socket annotation).
+LAB_CRI_DOCKERD_KUBELET_VERSION=v1.24.17
+LAB_CRI_DOCKERD_ENDPOINT=unix:///var/run/cri-dockerd.sock
 # the sandbox image of the Docker era's kubeadm flags and of the stack's target
 LAB_PAUSE_IMAGE="${LAB_PAUSE_IMAGE:-registry.k8s.io/pause:3.6}"
 LAB_PORT_BASE="${LAB_PORT_BASE:-22200}"
@@ -319,22 +326,42 @@ lab_build_crictl() {
   warn "crictl could not be built from the Go module proxy: nodes get no /usr/bin/crictl"
 }
 
+# lab/kubelet-real/layer.sh ARGS with the kubelet of the nodes' source:
+# LAB_SOURCE=cri-dockerd nodes run a 1.24 kubelet; dockershim nodes the
+# script's own default (1.23.17), called exactly as before LAB_SOURCE.
+lab_kubelet_layer() {
+  if lab_cri_dockerd_wanted; then
+    KUBELET_VERSION="$LAB_CRI_DOCKERD_KUBELET_VERSION" bash "$LAB_DIR/kubelet-real/layer.sh" "$@"
+  else
+    bash "$LAB_DIR/kubelet-real/layer.sh" "$@"
+  fi
+}
+
+# lab/cri-dockerd/layer.sh ARGS, with the lab's pause image for its unit.
+lab_cri_dockerd_layer() { LAB_PAUSE_IMAGE="$LAB_PAUSE_IMAGE" bash "$LAB_DIR/cri-dockerd/layer.sh" "$@"; }
+
 # The lower layer holding the lab binaries: the real kubelet and what it needs
-# (lab/kubelet-real/layer.sh), usr/bin/crictl, CRI-O with LAB_CRIO=1.
+# (lab/kubelet-real/layer.sh), usr/bin/crictl, CRI-O with LAB_CRIO=1,
+# cri-dockerd with LAB_SOURCE=cri-dockerd.
 lab_ensure_bin_layer() {
   local crictl key layer
   crictl="$(lab_build_crictl)"
-  key="$(basename "${crictl:-nocrictl}")_$(bash "$LAB_DIR/kubelet-real/layer.sh" --key)"
+  key="$(basename "${crictl:-nocrictl}")_$(lab_kubelet_layer --key)"
   # LAB_CRIO=1: the layer also carries CRI-O (lab/crio/layer.sh), installed but not enabled
   if lab_crio_wanted; then key="${key}_$(bash "$LAB_DIR/crio/layer.sh" --key)"; fi
+  # LAB_SOURCE=cri-dockerd: and cri-dockerd with its units, enabled (lab/cri-dockerd/layer.sh)
+  if lab_cri_dockerd_wanted; then key="${key}_$(lab_cri_dockerd_layer --key)"; fi
   layer="$LAB_CACHE_DIR/layers/bin-$key"
   if [ ! -d "$layer" ]; then
     rm -rf "$layer.tmp"
     mkdir -p "$layer.tmp/usr/bin"
     [ -n "$crictl" ] && install -m 0755 "$crictl" "$layer.tmp/usr/bin/crictl"
-    bash "$LAB_DIR/kubelet-real/layer.sh" "$layer.tmp" >&2 || die "building the real kubelet layer failed"
+    lab_kubelet_layer "$layer.tmp" >&2 || die "building the real kubelet layer failed"
     if lab_crio_wanted; then
       bash "$LAB_DIR/crio/layer.sh" "$layer.tmp" >&2 || die "building the CRI-O layer failed (LAB_CRIO=1)"
+    fi
+    if lab_cri_dockerd_wanted; then
+      lab_cri_dockerd_layer "$layer.tmp" >&2 || die "building the cri-dockerd layer failed (LAB_SOURCE=cri-dockerd)"
     fi
     mv "$layer.tmp" "$layer"
   fi
@@ -503,18 +530,66 @@ lab_node_kubelet() { cat "$(node_dir "$1")/kubelet" 2>/dev/null || echo none; }
 # How the nodes made now should run it.
 lab_kubelet_kind_wanted() { if lab_cluster_wanted; then echo cluster; else echo standalone; fi; }
 
+# What a node's kubelet reaches Docker through (on its fresh disk): dockershim
+# | cri-dockerd. A node made before LAB_SOURCE existed is a dockershim node.
+lab_node_source() { cat "$(node_dir "$1")/source" 2>/dev/null || echo dockershim; }
+# What the nodes made now should use: LAB_SOURCE (default dockershim).
+lab_source_wanted() { echo "${LAB_SOURCE:-dockershim}"; }
+lab_cri_dockerd_wanted() { [ "$(lab_source_wanted)" = cri-dockerd ]; }
+
+# LAB_SOURCE=cri-dockerd is a cluster of 1.24 kubelets (cri-dockerd is what
+# kept Docker nodes in clusters past 1.24); the standalone lab stays dockershim.
+lab_check_source_choice() {
+  case "$(lab_source_wanted)" in
+    dockershim) ;;
+    cri-dockerd) lab_cluster_wanted || die "LAB_SOURCE=cri-dockerd needs LAB_CLUSTER=1 (cri-dockerd nodes are cluster nodes)" ;;
+    *) die "LAB_SOURCE=$LAB_SOURCE: expected dockershim (the default) or cri-dockerd" ;;
+  esac
+}
+
+# The kubelet version of a node of SOURCE.
+lab_source_kubelet_version() {
+  if [ "$1" = cri-dockerd ]; then echo "$LAB_CRI_DOCKERD_KUBELET_VERSION"; else echo "$LAB_KUBELET_VERSION"; fi
+}
+
+# The CRI socket kubeadm records for NODE (its cri-socket annotation).
+lab_node_cri_socket() {
+  if [ "$(lab_node_source "$1")" = cri-dockerd ]; then echo "$LAB_CRI_DOCKERD_ENDPOINT"; else echo /var/run/dockershim.sock; fi
+}
+
+# lab_cri_dockerd_flags NODE: kubeadm-flags.env as kubeadm 1.24 writes it for a
+# node on cri-dockerd: the remote runtime at cri-dockerd's socket and the
+# sandbox image of the Docker-era file; no dockershim flags (a 1.24 kubelet
+# refuses --network-plugin). On a fresh disk only: shimless rewrites it later.
+lab_cri_dockerd_flags() {
+  local f infra
+  f="$(node_root "$1")/var/lib/kubelet/kubeadm-flags.env"
+  infra="$(grep -o -- '--pod-infra-container-image=[^ "]*' "$f")" || die "$1: no --pod-infra-container-image in $f"
+  printf 'KUBELET_KUBEADM_ARGS="--container-runtime=remote --container-runtime-endpoint=%s %s"\n' \
+    "$LAB_CRI_DOCKERD_ENDPOINT" "$infra" >"$f"
+}
+
 # Per-node identity and access, written into the (mounted) root filesystem.
 lab_prepare_node() {
-  local node="$1" root port role kind
+  local node="$1" root port role kind src kubelet_desc
   root="$(node_root "$node")"
   port="$(lab_node_port "$node")"
   role="$(lab_node_role "$node")"
   echo "$port" >"$(node_dir "$node")/port"
   kind="$(lab_kubelet_kind_wanted)"
-  # a disk made for the other kind (config.yaml, drop-in) keeps it
-  if grep -q '^# shimless lab: real kubelet' "$root/var/lib/kubelet/config.yaml"; then kind="$(lab_node_kubelet "$node")"; fi
+  src="$(lab_source_wanted)"
+  # a disk made for the other kind (config.yaml, drop-in) or source (kubeadm-flags.env) keeps it
+  if grep -q '^# shimless lab: real kubelet' "$root/var/lib/kubelet/config.yaml"; then
+    kind="$(lab_node_kubelet "$node")"
+    src="$(lab_node_source "$node")"
+  elif [ "$src" = cri-dockerd ]; then
+    lab_cri_dockerd_flags "$node"
+  fi
   lab_kubelet_real_config "$node" "$kind"
   echo "$kind" >"$(node_dir "$node")/kubelet"
+  echo "$src" >"$(node_dir "$node")/source"
+  kubelet_desc="$kind"
+  if [ "$src" != dockershim ]; then kubelet_desc="$kind, $src"; fi
   echo "$node" >"$root/etc/hostname"
   printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$node" >"$root/etc/hosts"
   if [ ! -s "$root/etc/machine-id" ]; then
@@ -540,10 +615,11 @@ EOF
 NAME=$node
 ROLE=$role
 SSH_PORT=$port
-KUBELET=kubelet $LAB_KUBELET_VERSION ($kind)
+KUBELET=kubelet $(lab_source_kubelet_version "$src") ($kubelet_desc)
 EOF
   if [ "$role" = control-plane ] && [ ! -f "$root/etc/kubernetes/manifests/kube-apiserver.yaml" ]; then
-    local k="$LAB_KUBELET_VERSION"
+    local k
+    k="$(lab_source_kubelet_version "$src")"
     _lab_static_pod kube-apiserver "k8s.gcr.io/kube-apiserver:$k" control-plane >"$root/etc/kubernetes/manifests/kube-apiserver.yaml"
     _lab_static_pod kube-controller-manager "k8s.gcr.io/kube-controller-manager:$k" control-plane >"$root/etc/kubernetes/manifests/kube-controller-manager.yaml"
     _lab_static_pod kube-scheduler "k8s.gcr.io/kube-scheduler:$k" control-plane >"$root/etc/kubernetes/manifests/kube-scheduler.yaml"
@@ -865,7 +941,7 @@ lab_wait_nodes_registered() {
         if [ "$(lab_node_role "$node")" = control-plane ]; then
           "$LAB_DIR/kubectl" label node "$node" --overwrite node-role.kubernetes.io/control-plane= >/dev/null
         fi
-        "$LAB_DIR/kubectl" annotate node "$node" kubeadm.alpha.kubernetes.io/cri-socket=/var/run/dockershim.sock >/dev/null 2>&1 || true
+        "$LAB_DIR/kubectl" annotate node "$node" kubeadm.alpha.kubernetes.io/cri-socket="$(lab_node_cri_socket "$node")" >/dev/null 2>&1 || true
       done
       log "Node objects Ready: $*"
       return 0
