@@ -140,3 +140,32 @@ def engine_stack(work: Path, backend: Path, stack: str = "lab"):
 def changes(summary: dict) -> dict:
     """The operations of a preview or update other than `same`."""
     return {op: count for op, count in (summary or {}).items() if op != "same" and count}
+
+
+OCI_RECORDER = "/usr/local/bin/lab-oci-recorder"
+OCI_RECORD = "/var/log/lab-oci-recorder.log"
+OCI_RECORDER_NAME = "lab-recorder"
+
+
+def install_oci_recorder(node: str) -> None:
+    """Make `node` a Docker-era node with an extra OCI runtime as Docker's
+    default, as GPU nodes have nvidia's: a wrapper that records each call
+    (its arguments name the container) and then runs runc."""
+    out(node, f"printf '%s\\n' '#!/bin/sh' 'echo \"$*\" >> {OCI_RECORD}' 'exec /usr/local/sbin/runc \"$@\"' "
+              f"> {OCI_RECORDER} && chmod 0755 {OCI_RECORDER}")
+    daemon = json.loads(out(node, "cat /etc/docker/daemon.json"))
+    daemon["runtimes"] = {OCI_RECORDER_NAME: {"path": OCI_RECORDER}}
+    daemon["default-runtime"] = OCI_RECORDER_NAME
+    done = subprocess.run([str(ROOT / "lab" / "ssh"), node, "cat > /etc/docker/daemon.json && systemctl restart docker"],
+                          input=json.dumps(daemon, indent=2), capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"{node}: could not register the OCI recorder with Docker: {done.stderr.strip()}")
+
+
+def through_oci_recorder(node: str, endpoint: str) -> tuple[set[str], set[str]]:
+    """(IDs of the containers the runtime behind `endpoint` runs, those of them the recorder saw created)."""
+    ids = set(out(node, f"crictl --runtime-endpoint {endpoint} ps -q").split())
+    ids |= set(out(node, f"crictl --runtime-endpoint {endpoint} pods -q").split())
+    record = out(node, f"cat {OCI_RECORD} 2>/dev/null || true")
+    seen = {cid for cid in ids if any(" create " in f" {line} " and cid in line for line in record.splitlines())}
+    return ids, seen

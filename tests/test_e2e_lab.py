@@ -301,3 +301,25 @@ def test_ssh_drop_during_the_switch_converges_on_rerun(stack):
     assert result.summary.result == "succeeded"
     assert all(lab.kubelet(node)["runtime"] == "containerd" for node in lab.NODES)
     assert lab.changes(stack.preview(color="never").change_summary) == {}
+
+
+def test_docker_default_oci_runtime_is_carried_and_runs_the_pods(lab_config, tmp_path):
+    lab.reset("lab-w2")
+    lab.install_oci_recorder("lab-w2")
+    config = copy.deepcopy(lab_config)
+    config["config"]["shimless:nodes"] = [n for n in config["config"]["shimless:nodes"] if n["name"] == "lab-w2"]
+    stack = lab.engine_stack(lab.project_copy(tmp_path, config), tmp_path / "state")
+    preview = stack.preview(color="never")
+    assert f"runtime handlers: {lab.OCI_RECORDER_NAME} (default)" in preview.stdout, preview.stdout
+    assert stack.up(color="never").summary.result == "succeeded"
+    dump = lab.out("lab-w2", "containerd config dump")
+    assert f'default_runtime_name = "{lab.OCI_RECORDER_NAME}"' in dump
+    assert f'BinaryName = "{lab.OCI_RECORDER}"' in dump
+    status = lab.kubelet("lab-w2")
+    assert status["runtime"] == "containerd" and status["ready"] is True, status
+    ids, seen = lab.through_oci_recorder("lab-w2", "unix:///run/containerd/containerd.sock")
+    assert ids and seen == ids, (ids, seen)  # every pod sandbox and container went through it
+    translation = stack.outputs()["nodes"].value["lab-w2"]["translation"]
+    assert translation["oci_runtimes"]["default"] == lab.OCI_RECORDER_NAME
+    assert lab.changes(stack.preview(color="never").change_summary) == {}
+
