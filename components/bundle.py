@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import shlex
 from pathlib import Path
 
 from components.daemon_json import PROXY_DROP_INS
@@ -45,9 +46,12 @@ def runtime_variables(runtime: str) -> dict[str, str]:
     }
 
 
-def probe_script() -> str:
-    """scripts/probe.sh, told which units to report."""
-    return f"PROBE_UNITS='{' '.join(PROBED_UNITS)}'\n" + script("probe.sh")
+def probe_script(pause_image: str = "") -> str:
+    """scripts/probe.sh, told which units to report and the target's sandbox
+    image, after scripts/node-lib.sh: the probe counts Docker's images with the
+    selection pre-stage copies them by."""
+    return (f"PROBE_UNITS='{' '.join(PROBED_UNITS)}'\nPROBE_PAUSE_IMAGE={shlex.quote(pause_image)}\n"
+            + script("node-lib.sh") + script("probe.sh"))
 
 
 def bundle(step: str, variables: dict[str, object], files: dict[str, str] | None = None) -> str:

@@ -5,8 +5,9 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from components.model import CRI_ENDPOINTS
+from components.model import CRI_ENDPOINTS, IMAGE_CARRY
 
 KUBEADM_FLAGS = "/var/lib/kubelet/kubeadm-flags.env"
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
@@ -50,6 +51,13 @@ def source_units(runtime: str) -> tuple[str, ...]:
         raise ValueError(f"unknown runtime {runtime!r}")
     others = tuple(service for name, service in RUNTIME_SERVICES.items() if name != runtime)
     return DOCKER_UNITS + CRI_DOCKERD_UNITS + others
+
+
+class ImagesToCarry(NamedTuple):
+    """Docker's images pre-stage would copy into the target's store, and their bytes."""
+
+    images: int
+    bytes: int
 
 
 class ProbeError(Exception):
@@ -106,6 +114,34 @@ class NodeFacts:
             if number and path:
                 paths[path] = self.get(f"ociruntime.{number.group(1)}.found")
         return paths
+
+    @property
+    def docker_running(self) -> bool:
+        """Docker answered the probe's image questions (it counts images only then)."""
+        return self.get("images.docker") == "running"
+
+    def images_to_carry(self, mode: str) -> ImagesToCarry:
+        """What pre-stage would carry from Docker under target.images `mode`, as
+        the probe counted it with pre-stage's own selection (node-lib.sh
+        images_to_carry): nothing for `none`, when Docker is not running or when
+        the probe did not say. Images already in the target's store are counted
+        too: the probe does not look there."""
+        if mode not in IMAGE_CARRY:
+            raise ValueError(f"unknown target.images {mode!r}")
+        if mode == "none":
+            return ImagesToCarry(0, 0)
+        return ImagesToCarry(self._count(f"images.{mode}.count"), self._count(f"images.{mode}.bytes"))
+
+    @property
+    def untagged_images(self) -> int:
+        """Docker's images without a tag, which no target.images mode carries."""
+        return self._count("images.untagged")
+
+    def _count(self, key: str) -> int:
+        """A whole number the probe reported; 0 when it did not (an older
+        probe, Docker gone) or reported something else."""
+        value = self.get(key)
+        return int(value) if value.isascii() and value.isdigit() else 0
 
     @property
     def daemon_json_path(self) -> str:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from components.daemon_json import DEFAULT_ROOTS, DOCKER_DEFAULT_DATA_ROOT
 from components.desired import Blocked, desired_state
-from components.facts import RUNTIME_SERVICES, NodeFacts, source_units
+from components.facts import RUNTIME_SERVICES, ImagesToCarry, NodeFacts, source_units
 from components.model import (
     CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, DockerPolicy, NodeSpec, RolloutPolicy, RuntimeTarget,
     Settings,
@@ -60,14 +60,20 @@ class NodePlan:
     warnings: tuple[str, ...] = ()
     token: str = ""  # see plan_node
     docker_data_root: str = DOCKER_DEFAULT_DATA_ROOT  # what docker.removeData deletes
+    # What pre-stage will copy from Docker into the target's store (target.images).
+    images_to_carry: ImagesToCarry = ImagesToCarry(0, 0)
 
     @property
     def needs_work(self) -> bool:
         return self.action in ("migrate", "repair")
 
     def describe(self) -> str:
-        return ACTIONS[self.action].format(before=self.runtime_before, after=self.node.target.runtime,
+        text = ACTIONS[self.action].format(before=self.runtime_before, after=self.node.target.runtime,
                                            reason=self.reason)
+        count, size = self.images_to_carry
+        if count:
+            text += f"; carry {count} image{'s' if count != 1 else ''} ({size / 2**20:.1f} MiB) from Docker"
+        return text
 
     def summary(self) -> dict:
         return {
@@ -81,6 +87,7 @@ class NodePlan:
             "kubeletFlagsAdded": list(self.flags_added),
             "kubeletFlagsRemoved": list(self.flags_removed),
             "files": sorted(self.files),
+            "imagesToCarry": {"images": self.images_to_carry.images, "bytes": self.images_to_carry.bytes},
             "drift": [str(d) for d in self.drift],
             "warnings": list(self.warnings),
             "translation": self.translation,
@@ -137,12 +144,30 @@ def plan_node(node: NodeSpec, facts: NodeFacts | None, *, probe_error: str = "",
         warnings.append(translation.runtimes_summary())
     if docker_socket_pods:
         warnings.append("pods mount the Docker socket and will break: " + ", ".join(docker_socket_pods))
+    images = ImagesToCarry(0, 0)
+    if action in ("migrate", "repair"):
+        images = facts.images_to_carry(target.images)
+        warnings.extend(_image_warnings(facts, target.images, action))
     return NodePlan(
         node=node, action=action, runtime_before=before, files=desired.files, cgroup_driver=desired.cgroup_driver,
         kubelet_version=version, runtime_version=desired.runtime_version, flags_added=desired.flags.added,
         flags_removed=desired.flags.removed, translation=translation.report() if translation else {},
-        drift=drift, warnings=tuple(warnings), token=token, docker_data_root=data_root,
+        drift=drift, warnings=tuple(warnings), token=token, docker_data_root=data_root, images_to_carry=images,
     )
+
+
+def _image_warnings(facts: NodeFacts, mode: str, action: str) -> list[str]:
+    """What pre-stage will not carry from Docker that the pods may miss after the switch."""
+    if mode == "none" or "images.docker" not in facts.facts:  # not asked, or an older probe
+        return []
+    if not facts.docker_running:
+        if action == "migrate" and facts.runtime in ("docker", "cri-dockerd"):
+            return [f"Docker is not running: no image to carry (target.images: {mode}); "
+                    "the pods pull theirs again after the switch"]
+        return []
+    if mode == "all" and facts.untagged_images:
+        return [f"{facts.untagged_images} of Docker's images have no tag and are not carried"]
+    return []
 
 
 def _unplannable(node: NodeSpec, facts: NodeFacts, api_drift: tuple[Drift, ...]) -> str:

@@ -70,7 +70,8 @@ def test_every_step_that_names_the_runtime_gets_the_units_decided_in_python():
         assert not re.search(r"docker\.socket|cri-docker\.(socket|service)", script(name)), name
 
 
-def test_the_probe_is_told_which_units_to_report():
-    first, rest = probe_script().split("\n", 1)
+def test_the_probe_is_told_which_units_to_report_and_gets_the_shared_image_selection():
+    first, second, rest = probe_script("registry.k8s.io/pause:3.9").split("\n", 2)
     assert first == f"PROBE_UNITS='{' '.join(PROBED_UNITS)}'"
-    assert rest == script("probe.sh")
+    assert second == "PROBE_PAUSE_IMAGE=registry.k8s.io/pause:3.9"
+    assert rest == script("node-lib.sh") + script("probe.sh")

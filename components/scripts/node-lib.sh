@@ -47,6 +47,38 @@ runtime_service() {
   esac
 }
 
+# --------------------------------------------------------------- Docker's images
+# Which of Docker's images the target's store gets (target.images), decided
+# here once: pre-stage copies them, the probe counts them for the preview.
+
+# The kubelet's kubeadm flags, where its --pod-infra-container-image is.
+KUBEADM_FLAGS_ENV=/var/lib/kubelet/kubeadm-flags.env
+
+# docker_serves_images: Docker is running and its client is here to ask it.
+docker_serves_images() { unit_active docker.service && command -v docker >/dev/null 2>&1; }
+
+# images_to_carry MODE PAUSE: the ID and the tags of each image to carry, "ID
+# REF" lines. Untagged images (dangling, or pulled by digest only) have none.
+images_to_carry() {
+  local mode=$1 pause=$2 ids infra
+  case "$mode" in
+    all) ids=$(docker images -q --no-trunc | sort -u) ;;
+    pods)
+      # the node's pod containers and sandboxes (dockershim names them k8s_*),
+      # the kubelet's pod-infra image and the target's sandbox image
+      infra=$(sed -n 's/.*--pod-infra-container-image=\([^ "]*\).*/\1/p' "$KUBEADM_FLAGS_ENV" 2>/dev/null || true)
+      ids=$({ docker ps -aq --no-trunc --filter name=k8s_ | xargs -r docker inspect --format '{{.Image}}'
+              local ref
+              for ref in $pause $infra; do docker image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true; done
+            } | sort -u)
+      ;;
+    *) return 0 ;;
+  esac
+  [ -n "$ids" ] || return 0
+  # shellcheck disable=SC2086  # one argument per image ID
+  docker image inspect --format '{{range .RepoTags}}{{$.Id}} {{.}}{{println}}{{end}}' $ids | grep -v '^$' || true
+}
+
 # cri_answers ENDPOINT: the runtime answers CRI Version and Status.
 cri_answers() {
   local endpoint=$1

@@ -72,28 +72,8 @@ install_distro() {
 # Docker's images the target runtime's store gets, so that no pod has to pull
 # again after the switch (air-gapped sites, images built on the node,
 # imagePullPolicy: Never). Copied while the node still serves; a re-run copies
-# only what the target does not already hold with the same image ID.
-
-# The ID and the tags of each image to carry: "ID REF" lines.
-images_to_carry() {
-  local mode=$1 pause=$2 ids infra
-  case "$mode" in
-    all) ids=$(docker images -q --no-trunc | sort -u) ;;
-    pods)
-      # the node's pod containers and sandboxes (dockershim names them k8s_*),
-      # the kubelet's pod-infra image and the target's sandbox image
-      infra=$(sed -n 's/.*--pod-infra-container-image=\([^ "]*\).*/\1/p' /var/lib/kubelet/kubeadm-flags.env 2>/dev/null || true)
-      ids=$({ docker ps -aq --no-trunc --filter name=k8s_ | xargs -r docker inspect --format '{{.Image}}'
-              local ref
-              for ref in $pause $infra; do docker image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true; done
-            } | sort -u)
-      ;;
-    *) return 0 ;;
-  esac
-  [ -n "$ids" ] || return 0
-  # shellcheck disable=SC2086  # one argument per image ID
-  docker image inspect --format '{{range .RepoTags}}{{$.Id}} {{.}}{{println}}{{end}}' $ids | grep -v '^$' || true
-}
+# only what the target does not already hold with the same image ID. Which
+# images: images_to_carry (node-lib.sh), the selection the probe counts too.
 
 # What the target's store calls REF (containerd and containers-storage both
 # keep the fully qualified name: busybox:1 is docker.io/library/busybox:1).
@@ -163,7 +143,7 @@ carry_images() {
   local mode=$1 runtime=$2 pause=$3 start=$SECONDS list todo="" id ref have ids count=0 bytes=0 need avail dir
   CARRIED_IMAGES=0 CARRIED_BYTES=0 CARRIED_SECONDS=0
   if [ "$mode" = none ]; then log "images: not carried (target.images: none)"; return 0; fi
-  if ! unit_active docker.service || ! command -v docker >/dev/null 2>&1; then
+  if ! docker_serves_images; then
     log "images: Docker is not running: nothing to carry"
     return 0
   fi

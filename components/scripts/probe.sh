@@ -2,7 +2,9 @@
 # Read-only inventory of one node: OS, package manager, services, versions and
 # the files shimless reads or manages. Prints "fact KEY VALUE" and
 # "file PATH BASE64" lines; changes nothing on the node. The units to report
-# come in PROBE_UNITS, set on the line before this script (components/bundle.py).
+# (PROBE_UNITS) and the target's sandbox image (PROBE_PAUSE_IMAGE) are set in
+# front of it, then node-lib.sh, for the image selection pre-stage makes
+# (components/bundle.py probe_script).
 set -euo pipefail
 
 fact() { printf 'fact %s %s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ' | sed 's/ *$//')"; }
@@ -47,6 +49,39 @@ daemon_json_runtime_paths() {
   done | sed -e 's/^"path"[[:space:]]*:[[:space:]]*"//' -e 's/"$//' -e 's#\\/#/#g' | sort -u
 }
 
+# What pre-stage would carry from Docker (images_to_carry, node-lib.sh) under
+# each target.images mode (the probe is not told the node's): how many images
+# and their bytes; and how many images no mode carries (untagged).
+# Docker not running: nothing to carry (images.docker says so).
+image_facts() {
+  local pause=$1 mode ids all=""
+  if ! docker_serves_images; then
+    fact images.docker not-running
+    for mode in pods all; do
+      fact "images.$mode.count" 0
+      fact "images.$mode.bytes" 0
+    done
+    fact images.untagged 0
+    return 0
+  fi
+  fact images.docker running
+  for mode in pods all; do
+    ids=$(images_to_carry "$mode" "$pause" 2>/dev/null | awk 'NF { print $1 }' | sort -u || true)
+    fact "images.$mode.count" "$(grep -c . <<<"$ids" || true)"
+    fact "images.$mode.bytes" "$(image_bytes "$ids")"
+    if [ "$mode" = all ]; then all=$ids; fi
+  done
+  fact images.untagged "$(docker images -q --no-trunc 2>/dev/null | sort -u | grep -cvxF -f <(printf '%s\n' "$all") || true)"
+}
+
+# image_bytes IDS: the sum of the images' sizes, one ID a line.
+image_bytes() {
+  local sizes=""
+  # shellcheck disable=SC2086  # one argument per image ID
+  if [ -n "$1" ]; then sizes=$(docker image inspect --format '{{.Size}}' $1 2>/dev/null || true); fi
+  awk '{ s += $1 } END { printf "%.0f\n", s }' <<<"$sizes"
+}
+
 main() {
   local os_id="" os_version=""
   if [ -r /etc/os-release ]; then
@@ -83,6 +118,7 @@ main() {
   done
   fact shimless.token "$(cat /var/lib/shimless/token 2>/dev/null || true)"
   oci_runtime_facts /etc/docker/daemon.json /var/lib/shimless/backup/original/etc/docker/daemon.json
+  image_facts "${PROBE_PAUSE_IMAGE-}"
 
   local path
   for path in /var/lib/kubelet/kubeadm-flags.env /var/lib/kubelet/config.yaml \
