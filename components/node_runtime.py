@@ -111,6 +111,17 @@ class NodeRuntime(pulumi.ComponentResource):
         last: pulumi.Resource = self.switch
 
         if settings.uses_cluster:
+            rollback_bundle = bundle("rollback.sh", {**common, "health_timeout": health_timeout,
+                                                     "settle_seconds": SETTLE_SECONDS})
+            verify_input = pulumi.Output.all(args.kubeconfig, args.private_key, self.switch.stdout).apply(
+                lambda values: VerifyRequest(
+                    node=node, kubeconfig=values[0], private_key=values[1], switch_output=values[2],
+                    health_timeout=health_timeout, rollback_bundle=rollback_bundle,
+                ).to_json())
+            verify = self._local_step(name, "verify", args, [self.switch], {}, command="python3 -m components.verify",
+                                      stdin=pulumi.Output.secret(verify_input))
+            # Only a node verified on its new runtime gets the new annotation and
+            # label: a node rolled back keeps the ones of its old runtime.
             patch = k8s.core.v1.NodePatch(
                 f"{name}-node-patch",
                 metadata=k8s.meta.v1.ObjectMetaPatchArgs(
@@ -123,20 +134,11 @@ class NodeRuntime(pulumi.ComponentResource):
                                  "pulumi.com/patchForce": "true"},
                     labels={RUNTIME_LABEL: target.runtime},
                 ),
-                opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.switch],
+                opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[verify],
                                             retain_on_delete=True),
             )
             self.steps["node-patch"] = patch
-            rollback_bundle = bundle("rollback.sh", {**common, "health_timeout": health_timeout,
-                                                     "settle_seconds": SETTLE_SECONDS})
-            verify_input = pulumi.Output.all(args.kubeconfig, args.private_key, self.switch.stdout).apply(
-                lambda values: VerifyRequest(
-                    node=node, kubeconfig=values[0], private_key=values[1], switch_output=values[2],
-                    health_timeout=health_timeout, rollback_bundle=rollback_bundle,
-                ).to_json())
-            verify = self._local_step(name, "verify", args, [patch], {}, command="python3 -m components.verify",
-                                      stdin=pulumi.Output.secret(verify_input))
-            last = self._local_step(name, "uncordon", args, [verify], {"DRAIN_OUTPUT": drain.stdout})
+            last = self._local_step(name, "uncordon", args, [patch], {"DRAIN_OUTPUT": drain.stdout})
 
         self.done = node_step(
             "cleanup", "cleanup.sh",

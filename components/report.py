@@ -40,7 +40,7 @@ from components import protocol
 
 # NodeRuntime's children, in the order they run (components/node_runtime.py; a
 # test checks the two agree). Without a cluster only the remote ones exist.
-STEPS = ("preflight", "prestage", "drain", "switch", "node-patch", "verify", "uncordon", "cleanup")
+STEPS = ("preflight", "prestage", "drain", "switch", "verify", "node-patch", "uncordon", "cleanup")
 CLUSTER_STEPS = ("drain", "node-patch", "verify", "uncordon")  # only with cluster.mode kubeconfig
 NODE_TYPE = "shimless:index:NodeRuntime"
 # program.py names the fleet "shimless"; each node's component is "shimless-<node>".

@@ -41,6 +41,9 @@ LAB_CRI_DOCKERD_KUBELET_VERSION=v1.24.17
 LAB_CRI_DOCKERD_ENDPOINT=unix:///var/run/cri-dockerd.sock
 # the sandbox image of the Docker era's kubeadm flags and of the stack's target
 LAB_PAUSE_IMAGE="${LAB_PAUSE_IMAGE:-registry.k8s.io/pause:3.6}"
+# the standalone nodes' workload image: built in Docker at boot from the pause
+# image (an image of its own), never in any registry (lab/kubelet-real/files/usr/lib/shimless-lab/node-prep.sh)
+LAB_WORKLOAD_IMAGE="lab.invalid/shimless/workload:1"
 LAB_PORT_BASE="${LAB_PORT_BASE:-22200}"
 LAB_BOOT_TIMEOUT="${LAB_BOOT_TIMEOUT:-180}"
 LAB_STOP_TIMEOUT="${LAB_STOP_TIMEOUT:-30}"
@@ -427,7 +430,11 @@ lab_wipe_node_disk() {
 # runs it: no registry, so it runs the lab's pause image (the control plane
 # itself runs on the host; IMAGE is what kubeadm would run) and never pulls.
 _lab_static_pod() {
-  local name="$1" tier="$3"
+  local name="$1" tier="$3" image="$LAB_PAUSE_IMAGE" pull=Never
+  # the workload pod runs an image that exists only in Docker on the node, under
+  # a name no registry serves, and may pull: after the switch it runs only if
+  # shimless carried the image over (target.images)
+  if [ "$tier" = workload ]; then image="$LAB_WORKLOAD_IMAGE" pull=IfNotPresent; fi
   cat <<EOF
 # shimless lab: a kubeadm-style static pod manifest (kubeadm would run ${2}).
 apiVersion: v1
@@ -442,8 +449,8 @@ spec:
   containers:
   - command:
     - /pause
-    image: $LAB_PAUSE_IMAGE
-    imagePullPolicy: Never
+    image: $image
+    imagePullPolicy: $pull
     name: $name
     volumeMounts:
     - mountPath: /etc/kubernetes/pki

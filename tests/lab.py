@@ -14,6 +14,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 LAB_STACK = ROOT / "stacks" / "Pulumi.lab.yaml"
 NODES = ("lab-cp1", "lab-w1", "lab-w2")
+# The standalone nodes' workload image: only in Docker, in no registry (lab/lib.sh).
+WORKLOAD_IMAGE = "lab.invalid/shimless/workload:1"
 
 
 def require_lab() -> dict:
@@ -162,10 +164,14 @@ def install_oci_recorder(node: str) -> None:
         raise AssertionError(f"{node}: could not register the OCI recorder with Docker: {done.stderr.strip()}")
 
 
-def through_oci_recorder(node: str, endpoint: str) -> tuple[set[str], set[str]]:
-    """(IDs of the containers the runtime behind `endpoint` runs, those of them the recorder saw created)."""
+def through_oci_recorder(node: str, endpoint: str, *, sandboxes: bool = True) -> tuple[set[str], set[str]]:
+    """(IDs of the containers the runtime behind `endpoint` runs, those of them
+    the recorder saw created). `sandboxes`: pod sandboxes run a container of
+    their own (containerd's pause); CRI-O drops it for host-network pods
+    (drop_infra_ctr), so their IDs never reach an OCI runtime."""
     ids = set(out(node, f"crictl --runtime-endpoint {endpoint} ps -q").split())
-    ids |= set(out(node, f"crictl --runtime-endpoint {endpoint} pods -q").split())
+    if sandboxes:
+        ids |= set(out(node, f"crictl --runtime-endpoint {endpoint} pods -q").split())
     record = out(node, f"cat {OCI_RECORD} 2>/dev/null || true")
     seen = {cid for cid in ids if any(" create " in f" {line} " and cid in line for line in record.splitlines())}
     return ids, seen

@@ -54,9 +54,10 @@ def test_each_node_has_its_steps_as_children_in_order(pulumi_mocks):
     assert f"{node}-preflight" in deps("prestage")
     assert f"{node}-prestage" in deps("drain")
     assert f"{node}-drain" in deps("switch")
-    assert f"{node}-switch" in deps("node-patch")
-    assert f"{node}-node-patch" in deps("verify")
-    assert f"{node}-verify" in deps("uncordon")
+    assert f"{node}-switch" in deps("verify")
+    # the new annotation and label only once the node is verified (a rolled-back node keeps its old ones)
+    assert f"{node}-verify" in deps("node-patch")
+    assert f"{node}-node-patch" in deps("uncordon")
     assert f"{node}-uncordon" in deps("cleanup")
     types = {regs[f"{node}-{s}"].type for s in steps}
     assert types == {"command:remote:Command", "command:local:Command", "kubernetes:core/v1:NodePatch"}

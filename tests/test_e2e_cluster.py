@@ -255,6 +255,10 @@ def test_node_never_ready_is_rolled_back_and_the_rollout_stops(cluster_config, t
         time.sleep(2)
     lab.out("lab-w1", f"rm {STATIC_POD}")
     assert "--network-plugin=cni" in lab.out("lab-w1", "cat /var/lib/kubelet/kubeadm-flags.env")
+    # The annotation and label follow a verified node only: lab-w1 keeps its old ones.
+    meta = node_json("lab-w1")["metadata"]
+    assert meta["annotations"]["kubeadm.alpha.kubernetes.io/cri-socket"] == "/var/run/dockershim.sock", meta
+    assert meta.get("labels", {}).get("shimless.io/container-runtime") != "containerd", meta
     # The earlier batch is migrated; the later one was never touched.
     assert node_json("lab-cp1")["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
     # (pre-staged ahead, maybe: rollout.prestageAhead; never switched)

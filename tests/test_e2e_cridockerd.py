@@ -195,6 +195,8 @@ def test_node_never_ready_off_cri_dockerd_is_rolled_back_to_it(cri_dockerd_lab, 
         for unit in CRI_DOCKERD_UNITS:
             assert unit_state("lab-w1", unit) == ("enabled", "active"), unit
         assert lab.out("lab-w1", "cat /var/lib/kubelet/kubeadm-flags.env") == KUBEADM_FLAGS
+        # The API still names cri-dockerd's socket: the annotation follows a verified node only.
+        assert node_json("lab-w1")["metadata"]["annotations"][CRI_SOCKET_ANNOTATION] == CRI_DOCKERD_SOCKET
         # What the kubelet started on containerd was stopped; Docker runs the static pod again.
         assert running_tasks("lab-w1", "k8s.io") == []
         wait_for("the static pod running in Docker after the rollback",

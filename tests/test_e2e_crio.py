@@ -30,13 +30,13 @@ MANAGED_FILES = (CRIO_DROP_IN, CRIO_REGISTRIES, "/etc/crictl.yaml",
                  "/var/lib/kubelet/kubeadm-flags.env", "/var/lib/kubelet/config.yaml")
 
 
-def _lab(script: str, crio: bool) -> None:
+def _lab(script: str, crio: bool, *nodes: str) -> None:
     env = dict(os.environ)
     env.pop("LAB_CRIO", None)
     env.pop("LAB_CLUSTER", None)
     if crio:
         env["LAB_CRIO"] = "1"
-    lab.script(script, env=env)
+    lab.script(script, *nodes, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +101,12 @@ def test_up_migrates_every_node_to_crio(stack):
         assert status["endpoint"] == CRIO_SOCK and f"lab-static-{node}" in status["pods"]
         images = json.loads(lab.out(node, f"crictl --runtime-endpoint {CRIO_SOCK} images -o json"))
         tags = {tag for image in images["images"] for tag in image["repoTags"]}
-        assert {"registry.k8s.io/pause:3.6", "k8s.gcr.io/pause:3.6"} <= tags, tags
+        assert {"registry.k8s.io/pause:3.6", "k8s.gcr.io/pause:3.6", lab.WORKLOAD_IMAGE} <= tags, tags
     nodes = stack.outputs()["nodes"].value
     assert set(nodes) == set(lab.NODES)
     assert all(n["runtimeBefore"] == "docker" and n["runtimeAfter"] == "cri-o" for n in nodes.values())
     assert all(n["result"].startswith("switched runtime=cri-o") for n in nodes.values())
-    assert all(n["imagesCarried"]["images"] == 1 for n in nodes.values()), nodes
+    assert all(n["imagesCarried"]["images"] == 2 for n in nodes.values()), nodes
 
 
 
@@ -116,3 +116,24 @@ def test_second_preview_and_up_change_nothing(stack):
     result = stack.up(color="never")
     assert lab.changes(result.summary.resource_changes) == {}
     assert {node: lab.fingerprint(node, MANAGED_FILES) for node in lab.NODES} == before
+
+
+def test_docker_default_oci_runtime_becomes_crios_default_and_runs_the_pods(crio_lab, tmp_path):
+    _lab("lab-reset.sh", True, "lab-w2")
+    lab.install_oci_recorder("lab-w2")
+    config = copy.deepcopy(crio_lab)
+    config["config"]["shimless:target"] = {"runtime": "cri-o", "source": "preinstalled"}
+    config["config"]["shimless:nodes"] = [n for n in config["config"]["shimless:nodes"] if n["name"] == "lab-w2"]
+    stack = lab.engine_stack(lab.project_copy(tmp_path, config), tmp_path / "state")
+    assert f"{lab.OCI_RECORDER_NAME} (default)" in stack.preview(color="never").stdout
+    assert stack.up(color="never").summary.result == "succeeded"
+    crio = lab.out("lab-w2", "crio config 2>/dev/null")
+    assert f'default_runtime = "{lab.OCI_RECORDER_NAME}"' in crio
+    assert f"[crio.runtime.runtimes.{lab.OCI_RECORDER_NAME}]" in crio and f'runtime_path = "{lab.OCI_RECORDER}"' in crio
+    status = lab.kubelet("lab-w2")
+    assert status["runtime"] == "cri-o" and status["ready"] is True, status
+    assert "drop_infra_ctr = true" in crio  # host-network pods run no infra container
+    ids, seen = lab.through_oci_recorder("lab-w2", CRIO_SOCK, sandboxes=False)
+    assert ids and seen == ids, (ids, seen)
+    assert lab.changes(stack.preview(color="never").change_summary) == {}
+

@@ -119,8 +119,9 @@ def test_prestage_carries_docker_images_once_and_only_what_is_asked():
     assert run_prestage("lab-w2", "none").endswith("images=0 image_bytes=0 image_seconds=0")
     assert not in_containerd("registry.k8s.io/pause:3.6")
     first = run_prestage("lab-w2", "pods")
-    assert " images=1 " in first, first
+    assert " images=2 " in first, first  # the pause image (two tags) and the static pod's
     assert in_containerd("registry.k8s.io/pause:3.6") and in_containerd("k8s.gcr.io/pause:3.6")
+    assert in_containerd(lab.WORKLOAD_IMAGE)
     assert not in_containerd("lab.invalid/e2e/unused:1")
     # Same image ID already there under every wanted tag: nothing is copied again.
     assert " images=0 " in run_prestage("lab-w2", "pods")
@@ -164,12 +165,14 @@ def test_up_migrates_every_node(stack):
     assert set(nodes) == set(lab.NODES)
     assert all(n["runtimeBefore"] == "docker" and n["runtimeAfter"] == "containerd" for n in nodes.values())
     assert all(n["result"].startswith("switched runtime=containerd") for n in nodes.values())
-    # The pause image existed only in Docker: pre-stage carried it (both tags) into containerd.
-    assert all(n["imagesCarried"]["images"] == 1 for n in nodes.values()), nodes
+    # The pause image and the workload's image existed only in Docker: pre-stage
+    # carried both (every tag) into containerd, and the workload pod (which may
+    # pull, from a registry that does not exist) runs on them.
+    assert all(n["imagesCarried"]["images"] == 2 for n in nodes.values()), nodes
     for node in lab.NODES:
         images = json.loads(lab.out(node, "crictl --runtime-endpoint unix:///run/containerd/containerd.sock images -o json"))
         tags = {tag for image in images["images"] for tag in image["repoTags"]}
-        assert {"registry.k8s.io/pause:3.6", "k8s.gcr.io/pause:3.6"} <= tags, tags
+        assert {"registry.k8s.io/pause:3.6", "k8s.gcr.io/pause:3.6", lab.WORKLOAD_IMAGE} <= tags, tags
 
 
 

@@ -19,16 +19,17 @@ from tests.test_components import build, raw_config, run_program
 # recorded from the code of dd0cd4b for 2 control-plane nodes and 5 workers,
 # canary 1, maxUnavailable 2 (batches cp1 | cp2 | w1 | w2 w3 | w4 w5): each
 # node's steps and what they wait for within the node, and the edges between
-# nodes (the same with and without a cluster).
+# nodes (the same with and without a cluster). One change since, on purpose:
+# node-patch follows verify (a node rolled back keeps its old annotation).
 NODES = ("cp1", "cp2", "w1", "w2", "w3", "w4", "w5")
 WITHIN_NODE_WITH_CLUSTER = """
 cleanup: uncordon
 drain: preflight prestage
-node-patch: switch
+node-patch: verify
 prestage: preflight
 switch: drain
-uncordon: drain verify
-verify: node-patch switch
+uncordon: drain node-patch
+verify: switch
 """
 WITHIN_NODE_WITHOUT_CLUSTER = """
 cleanup: switch

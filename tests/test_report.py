@@ -180,7 +180,7 @@ def test_a_failed_switch_says_where_and_that_it_rolled_back_and_later_nodes_did_
     assert bars(page, "lab-w1") == {"preflight": "succeeded", "prestage": "succeeded", "drain": "succeeded",
                                     "switch": "failed"}
     assert "lab-w1 switch: failed (create, 9 s): switch failed at &#x27;kubelet&#x27;; rolled back" in page
-    assert "not started: node-patch, verify, uncordon, cleanup" in page
+    assert "not started: verify, node-patch, uncordon, cleanup" in page
     assert bars(page, "lab-w2") == {}
     w2 = re.search(r'<g class="node" data-node="lab-w2">(.*?)</g>', page, re.S).group(1)
     assert 'class="bar not-started"' in w2 and ">not started</text>" in w2

@@ -35,13 +35,19 @@ kernel_view() {
 # from a registry there; here, from a tarball). shimless carries it over to
 # the target runtime itself (target.images).
 images() {
-  local tar=/usr/share/shimless-lab/pause.tar image
+  local tar=/usr/share/shimless-lab/pause.tar image workload=lab.invalid/shimless/workload:1
   local -a names
   read -r -a names </usr/share/shimless-lab/pause.images
   systemctl is-active --quiet docker || return 0  # a node moved off Docker
   for image in "${names[@]}"; do
     docker image inspect "$image" >/dev/null 2>&1 || { docker load -i "$tar"; break; }
   done
+  # the standalone nodes' workload image (lab/lib.sh LAB_WORKLOAD_IMAGE): an
+  # image of its own (not a tag of the pause image) that only Docker has
+  if ! docker image inspect "$workload" >/dev/null 2>&1; then
+    printf 'FROM %s\nLABEL io.shimless.lab=workload\n' "${names[0]}" |
+      DOCKER_BUILDKIT=0 docker build -q -t "$workload" - >/dev/null
+  fi
 }
 
 case "${1:-}" in
