@@ -83,6 +83,8 @@ elif args[:2] == ["image", "inspect"]:
             print(ident)
         elif form == "{{.Size}}":
             print(images[ident]["size"])
+        elif form == "{{.Size}} {{len .RootFS.Layers}}":
+            print(images[ident]["size"], images[ident].get("layers", 1))
         elif form == "{{range .RepoTags}}{{$.Id}} {{.}}{{println}}{{end}}":
             print("".join(f"{ident} {tag}\n" for tag in images[ident]["tags"]))
         else:
