@@ -307,16 +307,18 @@ run() {
 }
 
 main() {
+  if [ "${2:-}" = --detached ]; then
+    # The trap first: a failure of the very first command names its step too.
+    trap on_exit EXIT
+    mkdir -p "$SHIMLESS_STATE"
+    run
+    return
+  fi
   mkdir -p "$SHIMLESS_STATE"
   if [ "${2:-}" = --recover ]; then
     exec 9>"$SHIMLESS_STATE/switch.lock"
     flock 9
     recover "$3"
-    return
-  fi
-  if [ "${2:-}" = --detached ]; then
-    trap on_exit EXIT
-    run
     return
   fi
   # Detach from the SSH session; stream the log and pass on the exit code.
