@@ -1,13 +1,14 @@
 #!/bin/bash
 # lab/lab-reset.sh [NODE...]: stop the given nodes (default: all of the lab),
 # give them a fresh root filesystem from the base image (back to the Docker
-# era) and start them again; returns when they are ready. LAB_CLUSTER and
-# LAB_SOURCE (see lab-up.sh) say what the fresh nodes are made for.
+# era) and start them again; returns when they are ready. LAB_CLUSTER,
+# LAB_SOURCE and LAB_CONTAINERD (see lab-up.sh) say what the fresh nodes are made for.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 lab_check_kubelet_choice
 lab_check_source_choice
+lab_check_containerd_choice
 mkdir -p "$LAB_STATE_DIR"
 exec 9>"$LAB_STATE_DIR/.lock"
 flock -w 120 9 || die "another lab script holds $LAB_STATE_DIR/.lock"

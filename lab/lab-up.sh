@@ -14,11 +14,16 @@
 #                 kubelet is 1.24.17 and reaches Docker through cri-dockerd
 #                 (lab/cri-dockerd/); a stopped node made for the other source
 #                 starts from a fresh disk, a running one is left: lab-reset it
+#   LAB_CONTAINERD=2 (default 1): containerd 2.x (tools/versions.sh) installed
+#                 beside Docker's containerd 1.6 (lab/containerd2/), and the stack's
+#                 target.version names it; a stopped node made with the other
+#                 choice starts from a fresh disk, a running one is left: lab-reset it
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 lab_check_kubelet_choice
 lab_check_source_choice
+lab_check_containerd_choice
 mkdir -p "$LAB_STATE_DIR"
 exec 9>"$LAB_STATE_DIR/.lock"
 flock -w 120 9 || die "another lab script holds $LAB_STATE_DIR/.lock"
@@ -63,6 +68,9 @@ for node in "${NODES[@]}"; do
     if [ "$(lab_node_source "$node")" != "$(lab_source_wanted)" ]; then
       warn "$node: its kubelet reaches Docker through $(lab_node_source "$node"), not $(lab_source_wanted); 'lab/lab-reset.sh $node' (same LAB_SOURCE) to renew it"
     fi
+    if [ "$(lab_node_containerd "$node")" != "$(lab_containerd_wanted)" ]; then
+      warn "$node: made with LAB_CONTAINERD=$(lab_node_containerd "$node"), not $(lab_containerd_wanted); 'lab/lab-reset.sh $node' (same LAB_CONTAINERD) to renew it"
+    fi
     log "$node: already running"
     continue
   fi
@@ -77,6 +85,10 @@ for node in "${NODES[@]}"; do
     lab_wipe_node_disk "$node"
   elif [ -f "$d/base" ] && [ "$(lab_node_source "$node")" != "$(lab_source_wanted)" ]; then
     log "$node: its disk was made for $(lab_node_source "$node"): starting it fresh ($(lab_source_wanted))"
+    lab_wipe_node_disk "$node"
+  elif [ -f "$d/base" ] && [ "$(lab_node_containerd "$node")" != "$(lab_containerd_wanted)" ]; then
+    # a node moved to containerd 2.x would not start its runtime without it (and the other way round)
+    log "$node: its disk was made with LAB_CONTAINERD=$(lab_node_containerd "$node"): starting it fresh (LAB_CONTAINERD=$(lab_containerd_wanted))"
     lab_wipe_node_disk "$node"
   fi
   lab_mount_rootfs "$node" "$BASE" "$LAYER"

@@ -7,14 +7,17 @@
 # Docker era (Docker on the system containerd, CRI disabled, the real kubelet
 # 1.23 in dockershim mode: standalone with static pods, or registered with the
 # lab control plane under LAB_CLUSTER=1; with LAB_SOURCE=cri-dockerd, the
-# real kubelet 1.24 talking to Docker through cri-dockerd, lab/cri-dockerd/).
+# real kubelet 1.24 talking to Docker through cri-dockerd, lab/cri-dockerd/;
+# with LAB_CONTAINERD=2, containerd 2.x installed beside Docker's 1.6,
+# lab/containerd2/).
 #
 # Layout:
 #   $LAB_CACHE_DIR (~/.cache/shimless/lab)
 #     base-<hash>/          the base root filesystem (read-only lower layer)
 #     bin/                  built binaries (crictl)
 #     layers/bin-<key>/     lower layer: usr/bin/{kubelet,crictl} (lab/kubelet-real/layer.sh),
-#                           CRI-O (LAB_CRIO=1), cri-dockerd (LAB_SOURCE=cri-dockerd)
+#                           CRI-O (LAB_CRIO=1), cri-dockerd (LAB_SOURCE=cri-dockerd),
+#                           containerd 2.x (LAB_CONTAINERD=2)
 #   $LAB_STATE_DIR (lab/state, git-ignored)
 #     id_ed25519{,.pub}     lab client key; known_hosts: pinned host keys
 #     keys/<node>/          the node's sshd host key (kept across resets)
@@ -345,7 +348,7 @@ lab_cri_dockerd_layer() { LAB_PAUSE_IMAGE="$LAB_PAUSE_IMAGE" bash "$LAB_DIR/cri-
 
 # The lower layer holding the lab binaries: the real kubelet and what it needs
 # (lab/kubelet-real/layer.sh), usr/bin/crictl, CRI-O with LAB_CRIO=1,
-# cri-dockerd with LAB_SOURCE=cri-dockerd.
+# cri-dockerd with LAB_SOURCE=cri-dockerd, containerd 2.x with LAB_CONTAINERD=2.
 lab_ensure_bin_layer() {
   local crictl key layer
   crictl="$(lab_build_crictl)"
@@ -354,6 +357,8 @@ lab_ensure_bin_layer() {
   if lab_crio_wanted; then key="${key}_$(bash "$LAB_DIR/crio/layer.sh" --key)"; fi
   # LAB_SOURCE=cri-dockerd: and cri-dockerd with its units, enabled (lab/cri-dockerd/layer.sh)
   if lab_cri_dockerd_wanted; then key="${key}_$(lab_cri_dockerd_layer --key)"; fi
+  # LAB_CONTAINERD=2: and containerd 2.x beside Docker's 1.6 (lab/containerd2/layer.sh)
+  if lab_containerd2_wanted; then key="${key}_$(bash "$LAB_DIR/containerd2/layer.sh" --key)"; fi
   layer="$LAB_CACHE_DIR/layers/bin-$key"
   if [ ! -d "$layer" ]; then
     rm -rf "$layer.tmp"
@@ -365,6 +370,9 @@ lab_ensure_bin_layer() {
     fi
     if lab_cri_dockerd_wanted; then
       lab_cri_dockerd_layer "$layer.tmp" >&2 || die "building the cri-dockerd layer failed (LAB_SOURCE=cri-dockerd)"
+    fi
+    if lab_containerd2_wanted; then
+      bash "$LAB_DIR/containerd2/layer.sh" "$layer.tmp" >&2 || die "building the containerd 2 layer failed (LAB_CONTAINERD=2)"
     fi
     mv "$layer.tmp" "$layer"
   fi
@@ -554,6 +562,24 @@ lab_check_source_choice() {
   esac
 }
 
+# Which containerd a node's disk was made with: 1 (Docker's 1.6 only) | 2
+# (containerd 2.x beside it, lab/containerd2/). A node without a record has 1.
+lab_node_containerd() { cat "$(node_dir "$1")/containerd" 2>/dev/null || echo 1; }
+# What the nodes made now should have: LAB_CONTAINERD (default 1).
+lab_containerd_wanted() { echo "${LAB_CONTAINERD:-1}"; }
+lab_containerd2_wanted() { [ "$(lab_containerd_wanted)" = 2 ]; }
+lab_check_containerd_choice() {
+  case "$(lab_containerd_wanted)" in
+    1 | 2) ;;
+    *) die "LAB_CONTAINERD=$LAB_CONTAINERD: expected 1 (Docker's containerd only, the default) or 2 (containerd 2.x beside it)" ;;
+  esac
+}
+# The version LAB_CONTAINERD=2 installs (tools/versions.sh, the build tools/setup.sh caches).
+lab_containerd2_version() {
+  # shellcheck source=tools/versions.sh
+  (. "$REPO_DIR/tools/versions.sh" && echo "${LAB_CONTAINERD2_VERSION:-$CONTAINERD2_VERSION}")
+}
+
 # The kubelet version of a node of SOURCE.
 lab_source_kubelet_version() {
   if [ "$1" = cri-dockerd ]; then echo "$LAB_CRI_DOCKERD_KUBELET_VERSION"; else echo "$LAB_KUBELET_VERSION"; fi
@@ -595,6 +621,8 @@ lab_prepare_node() {
   lab_kubelet_real_config "$node" "$kind"
   echo "$kind" >"$(node_dir "$node")/kubelet"
   echo "$src" >"$(node_dir "$node")/source"
+  # lab-up starts a disk made with the other containerd choice fresh: this one was made with it
+  lab_containerd_wanted >"$(node_dir "$node")/containerd"
   kubelet_desc="$kind"
   if [ "$src" != dockershim ]; then kubelet_desc="$kind, $src"; fi
   echo "$node" >"$root/etc/hostname"
@@ -624,6 +652,9 @@ ROLE=$role
 SSH_PORT=$port
 KUBELET=kubelet $(lab_source_kubelet_version "$src") ($kubelet_desc)
 EOF
+  if lab_containerd2_wanted; then
+    echo "CONTAINERD=containerd $(lab_containerd2_version) in /opt/containerd-$(lab_containerd2_version)/bin (beside Docker's containerd 1.6)" >>"$root/etc/shimless-lab-node"
+  fi
   if [ "$role" = control-plane ] && [ ! -f "$root/etc/kubernetes/manifests/kube-apiserver.yaml" ]; then
     local k
     k="$(lab_source_kubelet_version "$src")"
@@ -988,6 +1019,8 @@ lab_write_stack_config() {
     echo "  shimless:target:"
     echo "    runtime: containerd"
     echo "    source: preinstalled"
+    # LAB_CONTAINERD=2: the containerd 2.x installed beside Docker's
+    if lab_containerd2_wanted; then echo "    version: \"$(lab_containerd2_version)\""; fi
     echo "  shimless:sshPrivateKeyPath: $LAB_STATE_DIR/id_ed25519"
     # keep a secret private key block set with `pulumi config set --secret`
     if [ -f "$f" ]; then
