@@ -23,8 +23,13 @@ from components.verify import VerifyRequest
 LOCAL_SCRIPTS = "components/scripts"
 # How long the kubelet must stay up, without restarting, to count as up.
 SETTLE_SECONDS = 5
-# Set on a Node while shimless has it cordoned (scripts/cordon.sh).
+# Set on a Node while shimless has it cordoned (scripts/drain.sh).
 CORDON_ANNOTATION = "shimless.io/cordoned"
+# The kubectl steps run where Pulumi runs, each with its subcommand of scripts/drain.sh.
+KUBECTL_COMMANDS = {
+    "drain": f"bash {LOCAL_SCRIPTS}/drain.sh drain",
+    "uncordon": f"bash {LOCAL_SCRIPTS}/drain.sh uncordon",
+}
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,7 @@ class NodeRuntime(pulumi.ComponentResource):
         """A kubectl step run where Pulumi runs; the kubeconfig (a secret) goes on stdin."""
         self.steps[step] = local.Command(
             f"{name}-{step}",
-            create=command or f"bash {LOCAL_SCRIPTS}/cordon.sh {step}",
+            create=command or KUBECTL_COMMANDS[step],
             stdin=stdin if stdin is not None else args.kubeconfig,
             environment={"NODE": args.plan.node.name, "SHIMLESS_TOKEN": args.plan.token,
                          "CORDON_ANNOTATION": CORDON_ANNOTATION, **environment},

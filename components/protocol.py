@@ -3,8 +3,8 @@
 Each is one line of space-separated `key=value` fields, optionally after a
 leading word:
 
-    action=switch | action=in-sync                            preflight.sh -> drain (cordon.sh)
-    was_unschedulable=true|false|unchanged                    drain -> uncordon (cordon.sh)
+    action=switch | action=in-sync                            preflight.sh -> drain (drain.sh drain)
+    was_unschedulable=true|false|unchanged                    drain -> uncordon (drain.sh uncordon)
     prestaged runtime=R version=V images=N image_bytes=B image_seconds=S   prestage.sh
     switched runtime=R docker_stopped_ms=N kubelet_up_ms=N window_ms=N
     in-sync runtime=R                                         switch.sh -> verify.py, stack outputs

@@ -58,7 +58,7 @@ OUTCOMES = {  # outcome -> (label, colour)
 }
 
 # What the steps print when they fail, besides the protocol lines (components/protocol.py):
-# "shimless[NODE] step 'S' failed ..." (switch.sh, cordon.sh, verify.py), "ROLLED BACK"
+# "shimless[NODE] step 'S' failed ..." (switch.sh, drain.sh, verify.py), "ROLLED BACK"
 # (node-lib.sh's restore), "rolled back to its previous runtime" / "ROLLBACK FAILED" (verify.py).
 FAILED_STEP = re.compile(r"step '([\w.-]+)' failed")
 ROLLED_BACK_MARKS = ("ROLLED BACK", "rolled back to its previous runtime")

@@ -48,8 +48,8 @@ def test_prestage_preflight_and_rollback_lines():
     assert {protocol.parse_rollback(fmt) for fmt in printf_formats("rollback.sh")} == {"yes", "incomplete"}
 
 
-def test_cordon_sh_speaks_the_same_lines():
-    script = (SCRIPTS / "cordon.sh").read_text()
+def test_drain_sh_speaks_the_same_lines():
+    script = (SCRIPTS / "drain.sh").read_text()
     # The drain reads preflight's line and the uncordon the drain's.
     assert f'!= "{protocol.format_preflight("switch")}"' in script
     assert f"*{protocol.format_drain('true')}*" in script

@@ -287,7 +287,7 @@ def test_the_failure_texts_the_report_reads_are_what_the_steps_print():
     switch = (scripts / "switch.sh").read_text()
     assert "step '$failed_step' failed" in switch and "step '$STEP' failed" in switch
     assert "ROLLED BACK" in (scripts / "node-lib.sh").read_text()
-    assert "step 'drain' failed" in (scripts / "cordon.sh").read_text()
+    assert "step 'drain' failed" in (scripts / "drain.sh").read_text()
     verify = (ROOT / "components" / "verify.py").read_text()
     assert "step 'verify' failed" in verify
     assert all(mark in verify for mark in ("rolled back to its previous runtime", report.ROLLBACK_FAILED_MARK))

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs where Pulumi runs, with the kubeconfig on stdin:
-#   cordon.sh drain     cordon and drain the node through the API, with
-#                       retries, honouring PodDisruptionBudgets (eviction);
-#                       prints "was_unschedulable=true|false|unchanged"
-#   cordon.sh uncordon  uncordon it if shimless cordoned it
+# Runs where Pulumi runs, with the kubeconfig on stdin; the subcommand is its
+# one argument:
+#   drain.sh drain     cordon and drain the node through the API, with
+#                      retries, honouring PodDisruptionBudgets (eviction);
+#                      prints "was_unschedulable=true|false|unchanged"
+#   drain.sh uncordon  uncordon it if shimless cordoned it
 #
 # Which nodes shimless cordoned is kept on the Node itself, in the annotation
 # $CORDON_ANNOTATION: set before the cordon, removed after the uncordon. It
@@ -94,7 +95,7 @@ main() {
   case "${1:-}" in
     drain) drain ;;
     uncordon) uncordon ;;
-    *) echo "usage: cordon.sh drain|uncordon" >&2; return 64 ;;
+    *) echo "usage: drain.sh drain|uncordon" >&2; return 64 ;;
   esac
 }
 
