@@ -9,8 +9,8 @@ import gzip
 import shlex
 from pathlib import Path
 
+from components import manifest
 from components.daemon_json import PROXY_DROP_INS
-from components.facts import KNOWN_CRI_SOCKETS, PROBED_UNITS, source_units
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 # The remote command itself: read the launcher and bundle from stdin, as root.
@@ -35,33 +35,27 @@ def bundle_line(kind: str, name: str, content: str) -> str:
     return f"{kind} {name} {base64.b64encode(packed).decode()}\n"
 
 
-def runtime_variables(runtime: str) -> dict[str, str]:
-    """What every step moving a node to `runtime` knows of the node's units and
-    sockets, decided once in components/facts.py: `source_units` (stopped and
-    disabled by the switch, in that order, restored by a rollback) and
-    `cri_sockets` ("PATH UNIT..." lines: kubeadm's known CRI sockets)."""
-    return {
-        "source_units": " ".join(source_units(runtime)),
-        "cri_sockets": "".join(f"{path} {' '.join(units)}\n" for path, units in KNOWN_CRI_SOCKETS.items()),
-    }
+def launcher() -> str:
+    """scripts/entry.sh, told where to unpack the bundle (manifest.RUN_DIR)."""
+    return f"SHIMLESS_RUN={shlex.quote(manifest.RUN_DIR)}\n" + script("entry.sh")
 
 
 def probe_script(pause_image: str = "") -> str:
-    """scripts/probe.sh, told which units to report and the target's sandbox
-    image, after scripts/node-lib.sh: the probe counts Docker's images with the
-    selection pre-stage copies them by."""
-    return (f"PROBE_UNITS='{' '.join(PROBED_UNITS)}'\nPROBE_PAUSE_IMAGE={shlex.quote(pause_image)}\n"
+    """scripts/probe.sh after the manifest (which units and files to report)
+    and the target's sandbox image, and after scripts/node-lib.sh: the probe
+    counts Docker's images with the selection pre-stage copies them by."""
+    return (manifest.shell() + f"PROBE_PAUSE_IMAGE={shlex.quote(pause_image)}\n"
             + script("node-lib.sh") + script("probe.sh"))
 
 
 def bundle(step: str, variables: dict[str, object], files: dict[str, str] | None = None) -> str:
-    """The launcher followed by a bundle that runs `step` with `variables` (with
-    `runtime_variables` when they name the runtime), the shared library, and
-    `files` (node path -> content) under root/."""
-    if "runtime" in variables:
-        variables = {**runtime_variables(str(variables["runtime"])), **variables}
+    """The launcher followed by a bundle that runs `step` with `variables`, the
+    shared library, the manifest (for the target `runtime` when the variables
+    name it) as manifest.sh, and `files` (node path -> content) under root/."""
+    runtime = variables.get("runtime")
     lines = [bundle_line("file", name, script(name)) for name in (step, "node-lib.sh")]
+    lines.append(bundle_line("file", "manifest.sh", manifest.shell(str(runtime) if runtime is not None else None)))
     lines += [bundle_line("file", f"var/{key}", str(value)) for key, value in sorted(variables.items())]
     lines += [bundle_line("file", f"root{path}", content) for path, content in sorted((files or {}).items())]
     lines.append(f"step {step} -\n")
-    return script("entry.sh") + "".join(lines)
+    return launcher() + "".join(lines)

@@ -21,7 +21,8 @@ from components import cli_stack, kubelet_flags
 from components.config import ConfigError, parse_target
 from components.daemon_json import CONTAINERD_CONFIG, load_daemon_json, translate_daemon_json
 from components.desired import Blocked, DesiredState, desired_state
-from components.facts import DAEMON_JSON, KUBEADM_FLAGS, KUBELET_CONFIG, ORIGINAL_DAEMON_JSON, NodeFacts
+from components.facts import NodeFacts
+from components.manifest import DAEMON_JSON, KUBEADM_FLAGS, KUBELET_CONFIG, ORIGINAL_DAEMON_JSON, READ_PATHS
 from components.model import CGROUP_DRIVERS, RUNTIMES, NodeSpec, RuntimeTarget, check_image
 from components.render import containerd_config_version
 
@@ -51,8 +52,10 @@ def _read(path: str | None, option: str, problems: _Problems) -> str | None:
 
 # --- render ------------------------------------------------------------------
 
-# The node files render reads, at their node paths (under --from, or given one by one).
-_FROM_FILES = (KUBEADM_FLAGS, KUBELET_CONFIG, DAEMON_JSON, ORIGINAL_DAEMON_JSON, CONTAINERD_CONFIG)
+# The node files render reads, at their node paths (under --from, or given one
+# by one): those the desired state is computed from (the manifest's READ_PATHS),
+# and a containerd config shimless rendered, for the version it names.
+_FROM_FILES = (*READ_PATHS, CONTAINERD_CONFIG)
 # shimless' own header in a containerd config it rendered names the version it was rendered for.
 _RENDERED_FOR = re.compile(r"^# Managed by shimless; rendered for containerd (\S+) ", re.M)
 

@@ -11,8 +11,9 @@ import posixpath
 from contextlib import contextmanager
 from typing import Iterator, NamedTuple
 
-from components import daemon_json, kubelet_flags, render
-from components.facts import KUBEADM_FLAGS, KUBEADM_INSTANCE_CONFIG, KUBELET_CONFIG, NodeFacts
+from components import daemon_json, kubelet_flags, render, runtime_unit
+from components.facts import NodeFacts
+from components.manifest import KUBEADM_FLAGS, KUBEADM_INSTANCE_CONFIG, KUBELET_CONFIG
 from components.model import RuntimeTarget
 
 
@@ -70,6 +71,8 @@ def desired_state(facts: NodeFacts, target: RuntimeTarget) -> DesiredState:
         files = render.render_runtime_files(
             target, containerd_version=runtime_version if target.runtime == "containerd" else "",
             cgroup_driver=cgroup_driver, translation=translation)
+    # containerd.service told to run the containerd pre-stage validates, when its own ExecStart runs another
+    files.update(runtime_unit.binary_drop_in(facts, target))
     flags, in_config = _kubelet_files(version, target, flags_text, config_text, translation, files)
     instance_text = _text_of(facts, KUBEADM_INSTANCE_CONFIG)
     with _reading(KUBEADM_INSTANCE_CONFIG):

@@ -7,50 +7,10 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from components.manifest import (
+    CRI_DOCKERD_ENDPOINT, CRI_DOCKERD_UNITS, DAEMON_JSON, KUBEADM_FLAGS, KUBELET_CONFIG, ORIGINAL_DAEMON_JSON,
+)
 from components.model import CRI_ENDPOINTS, IMAGE_CARRY
-
-KUBEADM_FLAGS = "/var/lib/kubelet/kubeadm-flags.env"
-KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
-# Newer kubeadm (NodeLocalCRISocket) keeps the node's CRI socket here instead of
-# in the Node annotation, as a KubeletConfiguration fragment.
-KUBEADM_INSTANCE_CONFIG = "/var/lib/kubelet/instance-config.yaml"
-DAEMON_JSON = "/etc/docker/daemon.json"
-ORIGINAL_DAEMON_JSON = "/var/lib/shimless/backup/original/etc/docker/daemon.json"
-
-
-# Mirantis cri-dockerd: Docker Engine behind CRI, the usual way to keep Docker on 1.24+.
-CRI_DOCKERD_ENDPOINT = "unix:///run/cri-dockerd.sock"
-
-# Units of what a node leaves behind, in the order the switch stops them and a
-# rollback starts them again: Docker (its socket first, so socket activation
-# cannot start it again) and cri-dockerd in front of it.
-DOCKER_UNITS = ("docker.socket", "docker.service")
-CRI_DOCKERD_UNITS = ("cri-docker.socket", "cri-docker.service")
-RUNTIME_SERVICES = {"containerd": "containerd.service", "cri-o": "crio.service"}
-PROBED_UNITS = ("kubelet.service",) + DOCKER_UNITS + CRI_DOCKERD_UNITS + tuple(RUNTIME_SERVICES.values())
-
-# The CRI sockets kubeadm looks for when it has to guess a node's runtime
-# (1.24+: containerd, CRI-O, cri-dockerd; up to 1.23 also dockershim's and
-# Docker's), each with the units that serve it. With more than one present
-# kubeadm refuses ("found multiple CRI endpoints on the host").
-# Docker's and cri-dockerd's are served by a socket unit or by the service itself.
-KNOWN_CRI_SOCKETS = {
-    "/run/containerd/containerd.sock": ("containerd.service",),
-    "/run/crio/crio.sock": ("crio.service",),
-    "/run/cri-dockerd.sock": CRI_DOCKERD_UNITS,
-    "/run/dockershim.sock": ("kubelet.service",),
-    "/run/docker.sock": DOCKER_UNITS,
-}
-
-
-def source_units(runtime: str) -> tuple[str, ...]:
-    """The units the switch to `runtime` stops and disables, and a rollback
-    restores: Docker's, cri-dockerd's and every other CRI runtime's (Docker's
-    own containerd on a CRI-O node), so that the node ends with one CRI endpoint."""
-    if runtime not in RUNTIME_SERVICES:
-        raise ValueError(f"unknown runtime {runtime!r}")
-    others = tuple(service for name, service in RUNTIME_SERVICES.items() if name != runtime)
-    return DOCKER_UNITS + CRI_DOCKERD_UNITS + others
 
 
 class ImagesToCarry(NamedTuple):

@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 from components.daemon_json import DEFAULT_ROOTS, DOCKER_DEFAULT_DATA_ROOT
 from components.desired import Blocked, desired_state
-from components.facts import RUNTIME_SERVICES, ImagesToCarry, NodeFacts, source_units
+from components.facts import ImagesToCarry, NodeFacts
+from components.manifest import target_units
 from components.model import (
     CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, DockerPolicy, NodeSpec, RolloutPolicy, RuntimeTarget,
     Settings,
@@ -209,22 +210,23 @@ def _data_removal_problem(data_root: str, runtime_root: str) -> str:
 
 
 def _drift(facts: NodeFacts, files: dict[str, str], runtime: str) -> list[Drift]:
-    """Each fact on the node that differs from the desired state."""
+    """Each fact on the node that differs from its target state: a desired file
+    not live as rendered, a unit not as the manifest's `target_units` has it.
+    The node decides with the same rule (scripts/node-lib.sh in_target_state:
+    the bundle's files, the manifest's TARGET_UNITS), so a node the switch
+    finds in sync never shows drift here, and the other way round."""
     found = []
     for path, content in sorted(files.items()):
         live = facts.files.get(path)
         if live != content:
             seen = facts.unreadable.get(path) or ("missing" if live is None else f"differs ({_digest(live)})")
             found.append(Drift(path, f"rendered ({_digest(content)})", seen))
-    expected_units = {RUNTIME_SERVICES[runtime]: ("enabled", "active"), "kubelet.service": (None, "active"),
-                      **{unit: ("disabled", "inactive") for unit in source_units(runtime)}}
-    for unit_name, (enabled, active) in expected_units.items():
-        unit = facts.unit(unit_name)
-        if enabled == "enabled" and not unit.is_enabled or enabled == "disabled" and unit.is_enabled:
-            found.append(Drift(f"{unit_name} enabled", enabled, unit.enabled))
-        if active == "active" and not unit.is_active or active == "inactive" and unit.is_active:
-            found.append(Drift(f"{unit_name} active", active, unit.active))
-    if facts.runtime != runtime:
+    for expected in target_units(runtime):
+        unit = facts.unit(expected.unit)
+        found.extend(Drift(*difference) for difference in expected.differences(unit.enabled, unit.active))
+    if found and facts.runtime != runtime:
+        # No rule of its own (the files and units above decide): what the
+        # kubelet runs on now, to read beside them.
         found.append(Drift("kubelet runtime", runtime, facts.runtime))
     return found
 

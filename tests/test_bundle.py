@@ -3,19 +3,24 @@ from __future__ import annotations
 
 import base64
 import gzip
-import re
+import pytest
 
-from components.bundle import REMOTE_COMMAND, bundle, bundle_line, holds_credentials, probe_script, script
+from components import manifest
+from components.bundle import (
+    REMOTE_COMMAND, bundle, bundle_line, holds_credentials, launcher, probe_script, script,
+)
 from components.daemon_json import PROXY_DROP_INS
-from components.facts import PROBED_UNITS, source_units
+from components.model import CRI_ENDPOINTS
+
+SCRIPTS = ("switch.sh", "cleanup.sh", "rollback.sh", "prestage.sh", "preflight.sh", "probe.sh", "node-lib.sh",
+           "entry.sh")
 
 
 def unpack(stdin: str) -> tuple[dict[str, str], list[str]]:
     """The bundle's files by name (as scripts/entry.sh unpacks them) and its step lines."""
-    launcher = script("entry.sh")
-    assert stdin.startswith(launcher)
+    assert stdin.startswith(launcher())
     files, steps = {}, []
-    for line in stdin[len(launcher):].splitlines():
+    for line in stdin[len(launcher()):].splitlines():
         kind, name, data = line.split(" ")
         if kind == "file":
             files[name] = gzip.decompress(base64.b64decode(data)).decode()
@@ -30,15 +35,12 @@ def test_a_bundle_carries_the_step_its_library_variables_and_files():
                    {"/etc/crictl.yaml": "timeout: 10\n", "/etc/containerd/config.toml": "version = 2\n"})
     files, steps = unpack(stdin)
     assert steps == ["switch.sh"]
-    sockets = files.pop("var/cri_sockets")
     assert files == {
         "switch.sh": script("switch.sh"), "node-lib.sh": script("node-lib.sh"),
+        "manifest.sh": manifest.shell("containerd"),
         "var/health_timeout": "300", "var/runtime": "containerd",
-        "var/source_units": "docker.socket docker.service cri-docker.socket cri-docker.service crio.service",
         "root/etc/containerd/config.toml": "version = 2\n", "root/etc/crictl.yaml": "timeout: 10\n",
     }
-    assert "/run/containerd/containerd.sock containerd.service\n" in sockets
-    assert "/run/cri-dockerd.sock cri-docker.socket cri-docker.service\n" in sockets
     # entry.sh refuses absolute and ".." names: every name here is relative.
     assert not any(name.startswith("/") or ".." in name for name in files)
 
@@ -61,17 +63,33 @@ def test_the_remote_command_runs_bash_as_root_or_through_sudo():
     assert "sudo -n bash -s" in REMOTE_COMMAND
 
 
-def test_every_step_that_names_the_runtime_gets_the_units_decided_in_python():
-    for step in ("switch.sh", "preflight.sh", "rollback.sh", "cleanup.sh"):
+def test_every_bundle_carries_the_manifest_for_its_runtime():
+    for step in ("switch.sh", "preflight.sh", "prestage.sh", "rollback.sh", "cleanup.sh"):
         files, _ = unpack(bundle(step, {"runtime": "cri-o"}))
-        assert files["var/source_units"].split() == list(source_units("cri-o"))
-    # The scripts read the list from the bundle and keep no copy of their own.
-    for name in ("switch.sh", "cleanup.sh", "node-lib.sh", "probe.sh"):
-        assert not re.search(r"docker\.socket|cri-docker\.(socket|service)", script(name)), name
+        assert files["manifest.sh"] == manifest.shell("cri-o"), step
+    # Without a runtime: what does not depend on it.
+    files, _ = unpack(bundle("cleanup.sh", {"docker_policy": "keep"}))
+    assert files["manifest.sh"] == manifest.shell()
+    assert "SOURCE_UNITS=" not in files["manifest.sh"] and "SHIMLESS_STATE=" in files["manifest.sh"]
 
 
-def test_the_probe_is_told_which_units_to_report_and_gets_the_shared_image_selection():
-    first, second, rest = probe_script("registry.k8s.io/pause:3.9").split("\n", 2)
-    assert first == f"PROBE_UNITS='{' '.join(PROBED_UNITS)}'"
-    assert second == "PROBE_PAUSE_IMAGE=registry.k8s.io/pause:3.9"
-    assert rest == script("node-lib.sh") + script("probe.sh")
+def test_the_launcher_unpacks_where_the_manifest_says():
+    assert launcher().splitlines()[0] == f"SHIMLESS_RUN={manifest.RUN_DIR}"
+    assert "/var/lib" not in script("entry.sh")
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_no_script_keeps_a_copy_of_the_manifest(name):
+    text = "\n".join(line for line in script(name).splitlines() if not line.lstrip().startswith("#"))
+    for unit in (*manifest.PROBED_UNITS, manifest.RECOVERY_UNIT, manifest.RECOVERY_VERIFY_UNIT):
+        assert unit not in text, (name, unit)
+    for path in (manifest.STATE_DIR, *manifest.READ_PATHS, *manifest.KNOWN_CRI_SOCKETS,
+                 *(path for paths in manifest.MANAGED_PATHS.values() for path in paths),
+                 manifest.RECOVERY_UNIT_DIR, manifest.CRI_DOCKERD_ENDPOINT, *CRI_ENDPOINTS.values()):
+        assert path not in text, (name, path)
+
+
+def test_the_probe_gets_the_manifest_its_sandbox_image_and_the_shared_image_selection():
+    text = probe_script("registry.k8s.io/pause:3.9")
+    assert text == (manifest.shell() + "PROBE_PAUSE_IMAGE=registry.k8s.io/pause:3.9\n"
+                    + script("node-lib.sh") + script("probe.sh"))

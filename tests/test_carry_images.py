@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from components import manifest
 from tests.test_images_plan import BASH, SCRIPTS, fake_node  # noqa: F401  (fake_node is a fixture)
 
 PAUSE = "registry.k8s.io/pause:3.6"
@@ -68,7 +69,7 @@ def carry(env: dict, mode: str = "pods") -> subprocess.CompletedProcess:
     """carry_images as pre-stage's main calls it (prestage.sh without its last line, `main "$@"`)."""
     prestage = (SCRIPTS / "prestage.sh").read_text()
     assert prestage.rstrip().endswith('main "$@"')
-    text = (f'set -euo pipefail\nSHIMLESS_BUNDLE=/nonexistent\n. {SCRIPTS / "node-lib.sh"}\n'
+    text = (manifest.shell("cri-o") + f'set -euo pipefail\nSHIMLESS_BUNDLE=/nonexistent\n. {SCRIPTS / "node-lib.sh"}\n'
             + prestage.rstrip()[: -len('main "$@"')].split("SHIMLESS_NODE=$(var node)", 1)[1]
             + '\nKUBEADM_FLAGS_ENV=/nonexistent\ncarry_images "$1" cri-o "$2"\n'
             'echo "carried $CARRIED_IMAGES $CARRIED_BYTES"\n')

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from components.facts import CRI_DOCKERD_UNITS, DOCKER_UNITS, RUNTIME_SERVICES
+from components.manifest import CRI_DOCKERD_UNITS, DOCKER_UNITS, RUNTIME_SERVICES
 from components.model import CRI_ENDPOINTS, CRI_SOCKET_ANNOTATION
 from tests import lab
 from tests.test_e2e_cluster import (NEVER_READY_DROP_IN, STATIC_POD, STATIC_POD_YAML, WORKLOAD, cluster_stack,

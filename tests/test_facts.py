@@ -1,13 +1,13 @@
 """What the probe's output says about a node: which runtime the kubelet uses
 (dockershim, cri-dockerd, containerd, CRI-O), and the units and sockets of
-what a node leaves, decided once for the scripts."""
+what a node leaves, decided once (components/manifest.py) for the scripts."""
 from __future__ import annotations
 
 import pytest
 
-from components.facts import (
-    CRI_DOCKERD_UNITS, DOCKER_UNITS, KNOWN_CRI_SOCKETS, KUBEADM_FLAGS, KUBELET_CONFIG, PROBED_UNITS, NodeFacts,
-    source_units,
+from components.facts import NodeFacts
+from components.manifest import (
+    CRI_DOCKERD_UNITS, DOCKER_UNITS, KNOWN_CRI_SOCKETS, KUBEADM_FLAGS, KUBELET_CONFIG, PROBED_UNITS, source_units,
 )
 from components.model import CRI_ENDPOINTS
 from components.plan import plan_node

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from components import manifest
 from components.bundle import probe_script, script
 from components.facts import ImagesToCarry, NodeFacts, parse_probe_output
 from components.plan import plan_node
@@ -140,7 +141,7 @@ def run_bash(text: str, env: dict, *args: str) -> subprocess.CompletedProcess:
 
 def carried(env: dict, mode: str, flags_file: Path) -> set[tuple[str, str]]:
     """The "ID REF" lines node-lib.sh's images_to_carry prints, as pre-stage calls it."""
-    text = (f'set -euo pipefail\n. {SCRIPTS / "node-lib.sh"}\nKUBEADM_FLAGS_ENV={flags_file}\n'
+    text = (manifest.shell() + f'set -euo pipefail\n. {SCRIPTS / "node-lib.sh"}\nKUBEADM_FLAGS_ENV={flags_file}\n'
             'images_to_carry "$1" "$2"\n')
     lines = run_bash(text, env, mode, PAUSE).stdout.splitlines()
     assert len(lines) == len(set(lines))

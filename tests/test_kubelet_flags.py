@@ -7,9 +7,9 @@ import yaml
 
 from components.config import parse_target
 from components.desired import desired_state
-from components.facts import KUBEADM_FLAGS as FLAGS_PATH
-from components.facts import KUBEADM_INSTANCE_CONFIG as INSTANCE_PATH
-from components.facts import KUBELET_CONFIG as CONFIG_PATH
+from components.manifest import KUBEADM_FLAGS as FLAGS_PATH
+from components.manifest import KUBEADM_INSTANCE_CONFIG as INSTANCE_PATH
+from components.manifest import KUBELET_CONFIG as CONFIG_PATH
 from components.facts import NodeFacts
 from components.kubelet_flags import (
     FlagsRewrite,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from components import manifest
 from components.config import parse_target
 from components.daemon_json import DaemonJsonError, translate_daemon_json
 from components.facts import DAEMON_JSON, ORIGINAL_DAEMON_JSON, NodeFacts, parse_probe_output
@@ -355,8 +356,9 @@ def test_the_probe_reports_each_runtime_path_and_what_the_node_has_for_it(tmp_pa
 
 
 def test_the_probe_reads_both_daemon_json_files_facts_py_knows():
-    text = (ROOT / "components/scripts/probe.sh").read_text()
-    assert f"oci_runtime_facts {DAEMON_JSON} {ORIGINAL_DAEMON_JSON}\n" in text
+    # probe.sh reads the daemon.json files the manifest names, which facts.py reads too.
+    assert f"DAEMON_JSONS='{DAEMON_JSON} {ORIGINAL_DAEMON_JSON}'\n" in manifest.shell()
+    assert 'for path in $DAEMON_JSONS; do' in (ROOT / "components/scripts/probe.sh").read_text()
 
 
 def test_runtime_paths_from_probe_facts():

@@ -34,10 +34,10 @@ main() {
   remove_data=$(var docker_remove_data)
   runtime=$(var runtime)
   data_root=$(var docker_data_root)
-  data_root=${data_root:-/var/lib/docker}
+  data_root=${data_root:-$DOCKER_DATA_ROOT}
   local unit
-  # What the node left (Docker, cri-dockerd, ...; components/facts.py) stays off.
-  for unit in $(var source_units); do
+  # What the node left (Docker, cri-dockerd, ...: the manifest's SOURCE_UNITS) stays off.
+  for unit in $SOURCE_UNITS; do
     if unit_exists "$unit" && { unit_enabled "$unit" || unit_active "$unit"; }; then
       systemctl disable --now "$unit"
     fi
@@ -71,9 +71,10 @@ main() {
   fi
   if [ "$runtime" = containerd ]; then
     command -v containerd >/dev/null 2>&1 || die "containerd disappeared while purging Docker"
-    unit_active containerd || die "containerd is not active after purging Docker"
+    unit_active "$RUNTIME_SERVICE" || die "containerd is not active after purging Docker"
   fi
-  rm -f /var/run/docker.sock /var/run/cri-dockerd.sock
+  # shellcheck disable=SC2086  # DOCKER_SOCKETS: one word a path
+  rm -f $DOCKER_SOCKETS
   if [ "$remove_data" = true ]; then
     remove_data_root "$data_root"
     printf 'docker purged (%s) and its data-root %s removed\n' "${pkgs[*]:-no packages}" "$data_root"

@@ -2,10 +2,12 @@
 # Launcher sent first on stdin: unpacks the bundle that follows it (files and
 # variables, gzip-compressed and base64-encoded, one per line) into a private directory and runs
 # the bundle's step script there. Nothing relies on sshd accepting env vars.
+# components/bundle.py sets SHIMLESS_RUN (the manifest's run directory) in
+# front of it.
 set -euo pipefail
 
 main() {
-  local work=/var/lib/shimless/run
+  local work=${SHIMLESS_RUN:?the launcher names no run directory (components/bundle.py launcher)}
   umask 077
   mkdir -p "$work"
   # Global, not local: the EXIT trap runs after main has returned. Bundles can

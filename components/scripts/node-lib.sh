@@ -2,16 +2,20 @@
 # Functions shared by the node-side steps. Sourced, never run directly.
 # shellcheck disable=SC2034  # variables here are read by the sourcing step
 
-SHIMLESS_STATE=/var/lib/shimless
-BACKUP_ORIGINAL=$SHIMLESS_STATE/backup/original
-BACKUP_PREVIOUS=$SHIMLESS_STATE/backup/previous
-# The switch journal: present only while a switch (or its undoing) is under
-# way. It holds a copy of the switch's bundle and the phase reached, so that a
-# node that loses power mid-switch finishes or undoes it at boot on its own.
-JOURNAL=$SHIMLESS_STATE/journal
-RECOVERY_UNIT=shimless-recover.service
-RECOVERY_VERIFY_UNIT=shimless-recover-verify.service
 SHIMLESS_BUNDLE=${SHIMLESS_BUNDLE:-}
+# The manifest (components/manifest.py): shimless' state and backup paths, the
+# node files it reads, the units it stops and starts, the CRI endpoint and
+# sockets, the units' states on the target. A step's bundle carries it as
+# manifest.sh; the probe (and a test) has it set in front of this file.
+# Sourcing is a builtin: nothing can fail here before a step has named itself.
+if [ -n "$SHIMLESS_BUNDLE" ] && [ -f "$SHIMLESS_BUNDLE/manifest.sh" ]; then
+  # shellcheck source=/dev/null
+  . "$SHIMLESS_BUNDLE/manifest.sh"
+fi
+: "${SHIMLESS_STATE:?no manifest: the bundle lacks manifest.sh (components/manifest.py)}"
+# The switch journal ($JOURNAL): present only while a switch (or its undoing)
+# is under way. It holds a copy of the switch's bundle and the phase reached, so
+# that a node that loses power mid-switch finishes or undoes it at boot on its own.
 
 log() { printf 'shimless[%s] %s\n' "${SHIMLESS_NODE:-node}" "$*" >&2; }
 
@@ -39,23 +43,12 @@ unit_enabled() { [ "$(systemctl is-enabled "$1" 2>/dev/null || true)" = enabled 
 
 unit_active() { systemctl is-active --quiet "$1"; }
 
-runtime_service() {
-  case "$1" in
-    containerd) echo containerd ;;
-    cri-o) echo crio ;;
-    *) die "unknown runtime '$1'" ;;
-  esac
-}
-
 # --------------------------------------------------------------- Docker's images
 # Which of Docker's images the target's store gets (target.images), decided
 # here once: pre-stage copies them, the probe counts them for the preview.
 
-# The kubelet's kubeadm flags, where its --pod-infra-container-image is.
-KUBEADM_FLAGS_ENV=/var/lib/kubelet/kubeadm-flags.env
-
 # docker_serves_images: Docker is running and its client is here to ask it.
-docker_serves_images() { unit_active docker.service && command -v docker >/dev/null 2>&1; }
+docker_serves_images() { unit_active "$DOCKER_SERVICE" && command -v docker >/dev/null 2>&1; }
 
 # images_to_carry MODE PAUSE: the ID and the tags of each image to carry, "ID
 # REF" lines. Untagged images (dangling, or pulled by digest only) have none.
@@ -65,7 +58,8 @@ images_to_carry() {
     all) ids=$(docker images -q --no-trunc | sort -u) ;;
     pods)
       # the node's pod containers and sandboxes (dockershim names them k8s_*),
-      # the kubelet's pod-infra image and the target's sandbox image
+      # the kubelet's pod-infra image (its kubeadm flags' --pod-infra-container-image)
+      # and the target's sandbox image
       infra=$(sed -n 's/.*--pod-infra-container-image=\([^ "]*\).*/\1/p' "$KUBEADM_FLAGS_ENV" 2>/dev/null || true)
       ids=$({ docker ps -aq --no-trunc --filter name=k8s_ | xargs -r docker inspect --format '{{.Image}}'
               local ref
@@ -85,7 +79,7 @@ cri_answers() {
   if command -v crictl >/dev/null 2>&1; then
     crictl --runtime-endpoint "$endpoint" --timeout 5s version >/dev/null 2>&1 &&
       crictl --runtime-endpoint "$endpoint" --timeout 5s info >/dev/null 2>&1
-  elif [ "$endpoint" = unix:///run/containerd/containerd.sock ] && command -v ctr >/dev/null 2>&1; then
+  elif [ "$endpoint" = "unix://$CONTAINERD_SOCKET" ] && command -v ctr >/dev/null 2>&1; then
     ctr plugins ls 2>/dev/null | grep -Eq 'io\.containerd\.grpc\.v1[[:space:]]+cri[[:space:]].*ok'
   else
     die "cannot check the CRI endpoint: install cri-tools (crictl)"
@@ -116,24 +110,39 @@ files_match() {
   done < <(desired_paths)
 }
 
-# in_target_state SERVICE: desired files live, the runtime enabled and active,
-# the source units (Docker, cri-dockerd, ...) disabled and stopped, the kubelet active.
+# unit_as_expected UNIT ENABLED ACTIVE: the unit's state matches one line of
+# the manifest's TARGET_UNITS (ENABLED: enabled, disabled or any; ACTIVE:
+# active or inactive), as components/manifest.py UnitExpectation reads it.
+unit_as_expected() {
+  local unit=$1 enabled=$2 active=$3
+  case "$enabled" in
+    enabled) unit_enabled "$unit" || return 1 ;;
+    disabled) ! unit_enabled "$unit" || return 1 ;;
+  esac
+  if [ "$active" = active ]; then unit_active "$unit"; else ! unit_active "$unit"; fi
+}
+
+# in_target_state: desired files live and every unit as the manifest's
+# TARGET_UNITS has it on the target (the runtime enabled and active, the
+# kubelet active, the source units: Docker, cri-dockerd, ... disabled and
+# stopped). The plan's drift (components/plan.py) applies the same table.
 in_target_state() {
-  local service=$1 unit
-  files_match && unit_enabled "$service" && unit_active "$service" && unit_active kubelet || return 1
-  for unit in $(var source_units); do
-    if unit_enabled "$unit" || unit_active "$unit"; then return 1; fi
-  done
+  local unit enabled active
+  files_match || return 1
+  while read -r unit enabled active; do
+    [ -n "$unit" ] || continue
+    unit_as_expected "$unit" "$enabled" "$active" || return 1
+  done <<<"$TARGET_UNITS"
 }
 
 # kubelet_settled: active now and not restarted during the settle period.
 kubelet_settled() {
-  unit_active kubelet || return 1
+  unit_active "$KUBELET" || return 1
   local before after
-  before=$(systemctl show -p NRestarts --value kubelet)
+  before=$(systemctl show -p NRestarts --value "$KUBELET")
   sleep "${SETTLE_SECONDS:-5}"
-  after=$(systemctl show -p NRestarts --value kubelet)
-  unit_active kubelet && [ "$before" = "$after" ]
+  after=$(systemctl show -p NRestarts --value "$KUBELET")
+  unit_active "$KUBELET" && [ "$before" = "$after" ]
 }
 
 # stop_cri_pods ENDPOINT: stop every pod sandbox (and so its containers) the
@@ -152,6 +161,14 @@ stop_cri_pods() {
     log "could not stop every pod sandbox on $endpoint; see 'crictl pods'"
 }
 
+# The backup (layout in components/manifest.py): $BACKUP_PREVIOUS holds each
+# file the last switch replaced at its node path (cp -a: mode and owner), and
+#   .absent  the node paths it created, one a line: a restore removes them;
+#   .units   "UNIT ENABLED ACTIVE" a line: each unit it stopped or started, as
+#            it was (systemctl is-enabled / is-active).
+# switch.sh `backup` writes it; restore_files and restore_units read it.
+# $BACKUP_ORIGINAL is the first migration's copy of it, kept for good.
+
 # backup_file PATH: copy PATH into the backup with its mode and owner.
 backup_file() {
   mkdir -p "$(dirname "$BACKUP_PREVIOUS$1")"
@@ -159,7 +176,9 @@ backup_file() {
 }
 
 # restore_files: put back every backed-up file (mode and owner as they were)
-# and remove the files the switch created. Atomic per file.
+# and remove the files the switch created. Atomic per file. Reads
+# $BACKUP_PREVIOUS/.absent (created files) and the files at their node paths
+# under $BACKUP_PREVIOUS (the dot files at its top are the layout's own).
 restore_files() {
   local path
   while IFS= read -r path; do
@@ -176,8 +195,9 @@ restore_files() {
 }
 
 # restore_units --wait|--no-block: Docker's and the runtime's units enabled
-# and running as the backup recorded. At boot (--no-block) the starts are
-# queued behind the recovery unit instead of waited for.
+# and running as the backup recorded in $BACKUP_PREVIOUS/.units ("UNIT ENABLED
+# ACTIVE" lines). At boot (--no-block) the starts are queued behind the
+# recovery unit instead of waited for.
 restore_units() {
   local block=$1 unit enabled active
   [ "$block" = --no-block ] || block=
@@ -200,15 +220,15 @@ restore_units() {
 restore_previous() {
   local timeout=$1
   [ -f "$BACKUP_PREVIOUS/.units" ] || { log "no backup at $BACKUP_PREVIOUS: nothing to restore"; return 1; }
-  systemctl stop kubelet
-  stop_cri_pods "$(var cri_endpoint)"
+  systemctl stop "$KUBELET"
+  stop_cri_pods "$CRI_ENDPOINT"
   restore_files
   systemctl daemon-reload
   restore_units --wait
-  rm -f "$SHIMLESS_STATE/token"
+  rm -f "$TOKEN_FILE"
   sync
-  systemctl reset-failed kubelet
-  systemctl start kubelet
+  systemctl reset-failed "$KUBELET"
+  systemctl start "$KUBELET"
   if wait_for "$timeout" "the kubelet on its old flags" kubelet_settled; then
     log "ROLLED BACK: node is on its previous runtime again (kubelet active on its old flags)"
   else
@@ -251,7 +271,7 @@ journal_end() {
 #   shimless-recover-verify  after the kubelet: waits until it stays up on
 #                            that side; if the new side fails, restores the old.
 install_recovery_units() {
-  local dir=/etc/systemd/system script="$JOURNAL/bundle/switch.sh" changed=0 unit text
+  local dir=$RECOVERY_UNIT_DIR script="$JOURNAL/bundle/switch.sh" changed=0 unit text
   for unit in "$RECOVERY_UNIT" "$RECOVERY_VERIFY_UNIT"; do
     if [ "$unit" = "$RECOVERY_UNIT" ]; then
       text="[Unit]
@@ -259,7 +279,7 @@ Description=shimless: finish or undo a container runtime switch interrupted by a
 ConditionPathExists=$JOURNAL/phase
 DefaultDependencies=no
 After=local-fs.target
-Before=kubelet.service containerd.service crio.service $(var source_units)
+Before=$KUBELET_UNIT $RUNTIME_UNITS $SOURCE_UNITS
 
 [Service]
 Type=oneshot
@@ -271,7 +291,7 @@ WantedBy=multi-user.target"
       text="[Unit]
 Description=shimless: check the kubelet after a recovered runtime switch, restore the old runtime if it fails
 ConditionPathExists=$JOURNAL/phase
-After=kubelet.service $RECOVERY_UNIT network-online.target
+After=$KUBELET_UNIT $RECOVERY_UNIT network-online.target
 
 [Service]
 Type=oneshot

@@ -8,17 +8,15 @@ SHIMLESS_BUNDLE=$1
 SHIMLESS_NODE=$(var node)
 
 main() {
-  local runtime service expected_kubelet have_kubelet
-  runtime=$(var runtime)
-  service=$(runtime_service "$runtime")
+  local expected_kubelet have_kubelet
   command -v systemctl >/dev/null 2>&1 || die "systemd is required (no systemctl)"
-  unit_exists kubelet.service || die "no kubelet.service on this node"
+  unit_exists "$KUBELET_UNIT" || die "no $KUBELET_UNIT on this node"
   expected_kubelet=$(var kubelet_version)
   have_kubelet=$(kubelet --version 2>/dev/null | awk '{print $2}')
   if [ -n "$expected_kubelet" ] && [ "$have_kubelet" != "$expected_kubelet" ]; then
     die "kubelet is $have_kubelet but the plan was made for $expected_kubelet: run preview again"
   fi
-  if in_target_state "$service"; then
+  if in_target_state; then
     printf 'action=in-sync\n'
   else
     printf 'action=switch\n'

@@ -150,7 +150,7 @@ carry_images() {
   case "$runtime" in
     containerd)
       command -v ctr >/dev/null 2>&1 || die "ctr (containerd's client) is missing: cannot carry Docker's images into containerd"
-      [ -S /run/containerd/containerd.sock ] || die "containerd is not running: cannot carry Docker's images into it before the switch"
+      [ -S "$CONTAINERD_SOCKET" ] || die "containerd is not running: cannot carry Docker's images into it before the switch"
       ;;
     cri-o)
       command -v skopeo >/dev/null 2>&1 ||
@@ -230,17 +230,17 @@ main() {
   fi
 
   # Stage the rendered files beside the live system, where nothing reads them.
-  local staged=$SHIMLESS_STATE/staged path
+  local staged=$STAGED_DIR path
   rm -rf "$staged"
   mkdir -p "$staged"
   while IFS= read -r path; do
     install -D -m 0644 "$SHIMLESS_BUNDLE/root$path" "$staged$path"
   done < <(desired_paths)
 
-  if [ "$runtime" = containerd ] && [ -f "$staged/etc/containerd/config.toml" ]; then
+  if [ "$runtime" = containerd ] && [ -f "$staged$CONTAINERD_CONFIG" ]; then
     # The node's own containerd must accept the config before we cordon.
-    containerd --config "$staged/etc/containerd/config.toml" config dump >/dev/null ||
-      die "containerd $have rejects the rendered config.toml (staged at $staged/etc/containerd/config.toml)"
+    containerd --config "$staged$CONTAINERD_CONFIG" config dump >/dev/null ||
+      die "containerd $have rejects the rendered config.toml (staged at $staged$CONTAINERD_CONFIG)"
   fi
   if ! command -v crictl >/dev/null 2>&1; then
     # The switch checks the new runtime through CRI: find out now, before the

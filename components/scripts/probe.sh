@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # Read-only inventory of one node: OS, package manager, services, versions and
 # the files shimless reads or manages. Prints "fact KEY VALUE" and
-# "file PATH BASE64" lines; changes nothing on the node. The units to report
-# (PROBE_UNITS) and the target's sandbox image (PROBE_PAUSE_IMAGE) are set in
-# front of it, then node-lib.sh, for the image selection pre-stage makes
-# (components/bundle.py probe_script).
+# "file PATH BASE64" lines; changes nothing on the node. In front of it
+# (components/bundle.py probe_script): the manifest, whose PROBED_UNITS and
+# PROBED_PATHS (every file shimless reads, and every file any target gets:
+# components/manifest.py) say what to report, the target's sandbox image
+# (PROBE_PAUSE_IMAGE), then node-lib.sh, for the image selection pre-stage makes.
 set -euo pipefail
+# Where the node's / is: always / on a node; a directory in tests.
+PROBE_ROOT=${PROBE_ROOT:-}
 
 fact() { printf 'fact %s %s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ' | sed 's/ *$//')"; }
 
-file_fact() {
-  local path=$1
-  if [ -f "$path" ]; then
-    printf 'file %s %s\n' "$path" "$(base64 -w0 <"$path")"
-  fi
+# file_facts PATTERN: each file the node path or glob PATTERN names.
+file_facts() {
+  local path
+  # shellcheck disable=SC2086  # a glob: one word a match
+  for path in "$PROBE_ROOT"$1; do
+    if [ -f "$path" ]; then
+      printf 'file %s %s\n' "${path#"$PROBE_ROOT"}" "$(base64 -w0 <"$path")"
+    fi
+  done
 }
 
 unit_state() {
@@ -111,29 +118,20 @@ main() {
   fact docker.version "$(docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
   fact docker.cgroupdriver "$(docker info --format '{{.CgroupDriver}}' 2>/dev/null || true)"
   fact crictl.present "$(command -v crictl >/dev/null 2>&1 && echo yes || echo no)"
-  local units
-  read -ra units <<<"${PROBE_UNITS:?the probe needs PROBE_UNITS (components/bundle.py probe_script)}"
-  for unit in "${units[@]}"; do
+  local unit
+  # shellcheck disable=SC2086  # PROBED_UNITS: one word a unit
+  for unit in $PROBED_UNITS; do
     unit_state "$unit"
   done
-  fact shimless.token "$(cat /var/lib/shimless/token 2>/dev/null || true)"
-  oci_runtime_facts /etc/docker/daemon.json /var/lib/shimless/backup/original/etc/docker/daemon.json
+  fact shimless.token "$(cat "$PROBE_ROOT$TOKEN_FILE" 2>/dev/null || true)"
+  local settings=() path
+  for path in $DAEMON_JSONS; do settings+=("$PROBE_ROOT$path"); done
+  oci_runtime_facts "${settings[@]}"
   image_facts "${PROBE_PAUSE_IMAGE-}"
 
-  local path
-  for path in /var/lib/kubelet/kubeadm-flags.env /var/lib/kubelet/config.yaml \
-    /var/lib/kubelet/instance-config.yaml \
-    /etc/default/kubelet /etc/sysconfig/kubelet \
-    /etc/docker/daemon.json /var/lib/shimless/backup/original/etc/docker/daemon.json \
-    /etc/containerd/config.toml /etc/crictl.yaml \
-    /etc/systemd/system/containerd.service.d/http-proxy.conf \
-    /etc/systemd/system/crio.service.d/http-proxy.conf; do
-    file_fact "$path"
-  done
-  for path in /etc/containerd/certs.d/*/hosts.toml /etc/crio/crio.conf.d/*.conf \
-    /etc/containers/registries.conf.d/*.conf; do
-    file_fact "$path"
-  done
+  while IFS= read -r path; do
+    if [ -n "$path" ]; then file_facts "$path"; fi
+  done <<<"$PROBED_PATHS"
 }
 
 main "$@"

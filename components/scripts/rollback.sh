@@ -10,7 +10,7 @@ SHIMLESS_NODE=$(var node)
 SETTLE_SECONDS=$(var settle_seconds)
 
 main() {
-  exec 9>"$SHIMLESS_STATE/switch.lock"
+  exec 9>"$SWITCH_LOCK"
   flock 9
   if restore_previous "$(var health_timeout)"; then
     printf 'rolled_back=yes\n'

@@ -19,28 +19,34 @@ SHIMLESS_BUNDLE=$1
 SHIMLESS_NODE=$(var node)
 
 # The units of what the node leaves (Docker, cri-dockerd, another CRI runtime),
-# in the order they stop and are restored; decided in components/facts.py.
-read -ra SOURCE_UNITS <<<"$(var source_units)"
-[ "${#SOURCE_UNITS[@]}" -gt 0 ] || die "the bundle names no source units"
+# in the order they stop and are restored: the manifest's SOURCE_UNITS.
+read -ra LEFT_UNITS <<<"${SOURCE_UNITS:-}"
+[ "${#LEFT_UNITS[@]}" -gt 0 ] || die "the bundle names no source units"
 STEP=start
 
 runtime=$(var runtime)
-endpoint=$(var cri_endpoint)
+endpoint=$CRI_ENDPOINT
 token=$(var token)
 health_timeout=$(var health_timeout)
 SETTLE_SECONDS=$(var settle_seconds)
-service=$(runtime_service "$runtime")
+service=$RUNTIME_SERVICE
 
 record() {
-  printf '%s\n' "$token" >"$SHIMLESS_STATE/token"
+  printf '%s\n' "$token" >"$TOKEN_FILE"
 }
 
+# backup: $BACKUP_PREVIOUS as the layout in node-lib.sh (and
+# components/manifest.py) describes it: the files the switch writes (and the
+# manifest's KEPT_PATHS, Docker's daemon.json) at their node paths, .absent
+# for those not there yet, .units for the units the switch stops and starts.
+# The first one is copied to $BACKUP_ORIGINAL for good.
 backup() {
   rm -rf "$BACKUP_PREVIOUS"
   mkdir -p "$BACKUP_PREVIOUS"
   : >"$BACKUP_PREVIOUS/.absent"
   local path
-  for path in $(desired_paths) /etc/docker/daemon.json; do
+  # shellcheck disable=SC2086  # KEPT_PATHS: one word a path
+  for path in $(desired_paths) $KEPT_PATHS; do
     if [ -e "$path" ]; then
       backup_file "$path"
     else
@@ -48,7 +54,7 @@ backup() {
     fi
   done
   local unit enabled active
-  for unit in "${SOURCE_UNITS[@]}" "$service"; do
+  for unit in "${LEFT_UNITS[@]}" "$service"; do
     # A source unit the node does not have has nothing to restore.
     [ "$unit" = "$service" ] || unit_exists "$unit" || continue
     # is-enabled/is-active print the state and fail for disabled/inactive.
@@ -108,7 +114,7 @@ CONTAINER_STOP_SECONDS=30
 # first, and kill any that are still running in containerd's `moby` namespace.
 stop_docker_containers() {
   local ids
-  if unit_active docker.service && ids=$(docker ps -q 2>/dev/null) && [ -n "$ids" ]; then
+  if unit_active "$DOCKER_SERVICE" && ids=$(docker ps -q 2>/dev/null) && [ -n "$ids" ]; then
     log "stopping $(wc -w <<<"$ids") Docker containers (what the drain left: DaemonSet and static pods)"
     # shellcheck disable=SC2086  # one argument per container id
     docker stop -t "$CONTAINER_STOP_SECONDS" $ids >/dev/null
@@ -116,7 +122,7 @@ stop_docker_containers() {
 }
 
 kill_leftover_docker_tasks() {
-  command -v ctr >/dev/null && [ -S /run/containerd/containerd.sock ] && unit_active containerd.service || return 0
+  command -v ctr >/dev/null && [ -S "$CONTAINERD_SOCKET" ] && unit_active "$CONTAINERD_UNIT" || return 0
   local task
   for task in $(ctr -n moby tasks ls 2>/dev/null | awk '$3 == "RUNNING" {print $1}'); do
     log "Docker container $task still running without dockerd: killing it"
@@ -152,7 +158,7 @@ remove_stale_cri_sockets() {
       log "removing the stale CRI socket $path ($units stopped)"
       rm -f "$path"
     fi
-  done <<<"$(var cri_sockets)"
+  done <<<"$CRI_SOCKETS"
 }
 
 # one_cri_socket: of the CRI sockets kubeadm looks for, the target's alone is
@@ -161,7 +167,7 @@ one_cri_socket() {
   local path units found=()
   while read -r path units; do
     if [ -n "$path" ] && [ -S "$path" ]; then found+=("$path"); fi
-  done <<<"$(var cri_sockets)"
+  done <<<"$CRI_SOCKETS"
   [ "${found[*]:-}" = "$(target_socket)" ] && return 0
   log "CRI sockets on the node: ${found[*]:-none}; expected $(target_socket) alone"
   return 1
@@ -176,20 +182,20 @@ switch() {
   ARMED=1
 
   STEP=stop-kubelet
-  systemctl stop kubelet
+  systemctl stop "$KUBELET"
   local docker_stopped; docker_stopped=$(now_ms)
   STEP=stop-containers
   stop_docker_containers
   STEP=stop-docker
   local unit
-  for unit in "${SOURCE_UNITS[@]}"; do
+  for unit in "${LEFT_UNITS[@]}"; do
     # Docker's containers left running in containerd go before containerd does.
-    if [ "$unit" = containerd.service ]; then kill_leftover_docker_tasks; fi
+    if [ "$unit" = "$CONTAINERD_UNIT" ]; then kill_leftover_docker_tasks; fi
     if unit_exists "$unit"; then systemctl disable --now "$unit"; fi
   done
   kill_leftover_docker_tasks
   remove_stale_cri_sockets
-  log "kubelet, ${SOURCE_UNITS[*]} and Docker's containers stopped"
+  log "kubelet, ${LEFT_UNITS[*]} and Docker's containers stopped"
 
   STEP=write-config
   local path
@@ -209,8 +215,8 @@ switch() {
   log "$runtime answers CRI on $endpoint"
 
   STEP=start-kubelet
-  systemctl reset-failed kubelet || true
-  systemctl start kubelet
+  systemctl reset-failed "$KUBELET" || true
+  systemctl start "$KUBELET"
   STEP=verify-kubelet
   wait_for "$health_timeout" "the kubelet on $runtime" kubelet_on_runtime
   local kubelet_up; kubelet_up=$(now_ms)
@@ -229,7 +235,7 @@ switch() {
 # side (Docker off, the runtime on). Starts are queued behind this unit.
 complete_at_boot() {
   local unit
-  for unit in "${SOURCE_UNITS[@]}"; do
+  for unit in "${LEFT_UNITS[@]}"; do
     if unit_exists "$unit"; then systemctl disable "$unit"; systemctl --no-block stop "$unit"; fi
   done
   systemctl enable "$service"
@@ -255,7 +261,7 @@ recover() {
         restore_files
         systemctl daemon-reload
         restore_units --no-block
-        rm -f "$SHIMLESS_STATE/token"
+        rm -f "$TOKEN_FILE"
         journal_set restoring
       fi
       ;;
@@ -294,10 +300,10 @@ recover() {
 }
 
 run() {
-  exec 9>"$SHIMLESS_STATE/switch.lock"
+  exec 9>"$SWITCH_LOCK"
   flock 9
   recover inline
-  if in_target_state "$service"; then
+  if in_target_state; then
     record
     log "already on $runtime with the desired config: nothing to switch"
     printf 'in-sync runtime=%s\n' "$runtime"
@@ -316,7 +322,7 @@ main() {
   fi
   mkdir -p "$SHIMLESS_STATE"
   if [ "${2:-}" = --recover ]; then
-    exec 9>"$SHIMLESS_STATE/switch.lock"
+    exec 9>"$SWITCH_LOCK"
     flock 9
     recover "$3"
     return
