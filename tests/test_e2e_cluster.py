@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import time
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -153,6 +154,34 @@ def cluster_stack(config: dict, tmp_path, **rollout):
     return lab.engine_stack(lab.project_copy(tmp_path, config), tmp_path / "state")
 
 
+@contextmanager
+def never_ready(node: str, fault: str = NEVER_READY):
+    """`node` never Ready through the API on its new runtime, until the block
+    ends: its kubelet, started on the flags `fault` looks for, gets a
+    kubeconfig that reaches no API server (on its old flags the real one
+    back), so it runs locally but the API never sees it. A static pod, which
+    the kubelet runs without the API, gives the rollback a pod to take back."""
+    lab.out(node, f"cat > {STATIC_POD} <<'YAML'\n{STATIC_POD_YAML}YAML")
+    lab.out(node, f"mkdir -p {os.path.dirname(NEVER_READY_DROP_IN)} && printf '%s\\n' '[Service]' "
+                  f"\"ExecStartPre=/bin/sh -c '{fault}'\" > {NEVER_READY_DROP_IN} && systemctl daemon-reload")
+    try:
+        yield
+    finally:
+        lab.ssh(node, f"rm -f {STATIC_POD} {NEVER_READY_DROP_IN} && systemctl daemon-reload", check=False)
+
+
+def up_rolled_back_at_verify(stack, node: str, health_timeout: int) -> str:
+    """`pulumi up`, which must fail at `node`'s verify after `health_timeout`
+    seconds and roll the node back; what it printed."""
+    from pulumi.automation import errors
+    with pytest.raises(errors.CommandError) as info:
+        stack.up(color="never")
+    message = str(info.value)
+    assert f"shimless[{node}] step 'verify' failed after {health_timeout}s" in message
+    assert f"node {node}: rolled back to its previous runtime" in message
+    return message
+
+
 def test_up_cordons_drains_switches_annotates_verifies_and_uncordons(cluster_config, tmp_path):
     cluster_reset()
     deploy_workload()
@@ -221,39 +250,26 @@ def test_docker_socket_workload_blocks_its_node(cluster_config, tmp_path):
 
 
 def test_node_never_ready_is_rolled_back_and_the_rollout_stops(cluster_config, tmp_path):
-    from pulumi.automation import errors
     cluster_reset()
-    # lab-w1's kubelet, once started on remote-runtime flags, gets a kubeconfig
-    # that reaches no API server (on its old flags it gets the real one back):
-    # locally fine, never Ready through the API on the new runtime.
-    # A static pod: the kubelet runs it on containerd without the API, so
-    # the rollback has a pod to take back to Docker.
-    lab.out("lab-w1", f"cat > {STATIC_POD} <<'YAML'\n{STATIC_POD_YAML}YAML")
-    lab.out("lab-w1", f"mkdir -p /etc/systemd/system/kubelet.service.d && printf '%s\\n' '[Service]' "
-                      f"\"ExecStartPre=/bin/sh -c '{NEVER_READY}'\" > {NEVER_READY_DROP_IN} && systemctl daemon-reload")
-    stack = cluster_stack(cluster_config, tmp_path, canary=1, maxUnavailable=1, healthTimeoutSeconds=30)
-    with pytest.raises(errors.CommandError) as info:
-        stack.up(color="never")
-    message = str(info.value)
-    assert "shimless[lab-w1] step 'verify' failed after 30s" in message
-    assert "node lab-w1: rolled back to its previous runtime" in message
-    # Back on Docker for real: Ready through the API, reporting docker://.
-    deadline = time.monotonic() + 120
-    while True:
-        node = node_json("lab-w1")
-        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
-        if ready and node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("docker://"):
-            break
-        assert time.monotonic() < deadline, f"lab-w1 not Ready on Docker after the rollback: {node['status']}"
-        time.sleep(2)
-    # What the kubelet started on containerd was stopped before Docker came back.
-    assert re.search(r"stopping \d+ pod sandboxes on unix:///run/containerd/containerd.sock", message), message
-    assert running_tasks("lab-w1", "k8s.io") == []
-    deadline = time.monotonic() + 60
-    while "kube-system/e2e-static-lab-w1" not in running_pods("lab-w1", "docker"):
-        assert time.monotonic() < deadline, "the static pod does not run on Docker after the rollback"
-        time.sleep(2)
-    lab.out("lab-w1", f"rm {STATIC_POD}")
+    with never_ready("lab-w1"):
+        stack = cluster_stack(cluster_config, tmp_path, canary=1, maxUnavailable=1, healthTimeoutSeconds=30)
+        message = up_rolled_back_at_verify(stack, "lab-w1", 30)
+        # Back on Docker for real: Ready through the API, reporting docker://.
+        deadline = time.monotonic() + 120
+        while True:
+            node = node_json("lab-w1")
+            ready = any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+            if ready and node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("docker://"):
+                break
+            assert time.monotonic() < deadline, f"lab-w1 not Ready on Docker after the rollback: {node['status']}"
+            time.sleep(2)
+        # What the kubelet started on containerd was stopped before Docker came back.
+        assert re.search(r"stopping \d+ pod sandboxes on unix:///run/containerd/containerd.sock", message), message
+        assert running_tasks("lab-w1", "k8s.io") == []
+        deadline = time.monotonic() + 60
+        while "kube-system/e2e-static-lab-w1" not in running_pods("lab-w1", "docker"):
+            assert time.monotonic() < deadline, "the static pod does not run on Docker after the rollback"
+            time.sleep(2)
     assert "--network-plugin=cni" in lab.out("lab-w1", "cat /var/lib/kubelet/kubeadm-flags.env")
     # The annotation and label follow a verified node only: lab-w1 keeps its old ones.
     meta = node_json("lab-w1")["metadata"]
@@ -264,4 +280,3 @@ def test_node_never_ready_is_rolled_back_and_the_rollout_stops(cluster_config, t
     # (pre-staged ahead, maybe: rollout.prestageAhead; never switched)
     assert lab.ssh("lab-w2", "test -e /var/lib/shimless/backup", check=False).returncode != 0
     assert node_json("lab-w2")["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("docker://")
-    lab.out("lab-w1", f"rm {NEVER_READY_DROP_IN} && systemctl daemon-reload")

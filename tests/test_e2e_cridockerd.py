@@ -20,9 +20,9 @@ import pytest
 from components.manifest import CRI_DOCKERD_UNITS, DOCKER_UNITS, RUNTIME_SERVICES
 from components.model import CRI_ENDPOINTS, CRI_SOCKET_ANNOTATION
 from tests import lab
-from tests.test_e2e_cluster import (NEVER_READY_DROP_IN, STATIC_POD, STATIC_POD_YAML, WORKLOAD, cluster_stack,
-                                    deploy_workload, kubectl, node_json, restore_plain_lab, running_pods,
-                                    running_tasks, wait_workload_runs_on)
+from tests.test_e2e_cluster import (WORKLOAD, cluster_stack, deploy_workload, kubectl, never_ready, node_json,
+                                    restore_plain_lab, running_pods, running_tasks, up_rolled_back_at_verify,
+                                    wait_workload_runs_on)
 
 pytestmark = pytest.mark.e2e
 
@@ -176,20 +176,10 @@ def test_up_moves_cri_dockerd_nodes_to_containerd(cri_dockerd_lab, tmp_path):
 
 
 def test_node_never_ready_off_cri_dockerd_is_rolled_back_to_it(cri_dockerd_lab, tmp_path):
-    from pulumi.automation import errors
     cri_dockerd_reset()
-    # A static pod: the kubelet runs it without the API, so the rollback has a pod to take back to Docker.
-    lab.out("lab-w1", f"cat > {STATIC_POD} <<'YAML'\n{STATIC_POD_YAML}YAML")
-    lab.out("lab-w1", f"mkdir -p {os.path.dirname(NEVER_READY_DROP_IN)} && printf '%s\\n' '[Service]' "
-                      f"\"ExecStartPre=/bin/sh -c '{NEVER_READY_OFF_CRI_DOCKERD}'\" > {NEVER_READY_DROP_IN} "
-                      "&& systemctl daemon-reload")
-    try:
+    with never_ready("lab-w1", NEVER_READY_OFF_CRI_DOCKERD):
         stack = cluster_stack(cri_dockerd_lab, tmp_path, canary=1, maxUnavailable=1, healthTimeoutSeconds=30)
-        with pytest.raises(errors.CommandError) as info:
-            stack.up(color="never")
-        message = str(info.value)
-        assert "shimless[lab-w1] step 'verify' failed after 30s" in message
-        assert "node lab-w1: rolled back to its previous runtime" in message
+        up_rolled_back_at_verify(stack, "lab-w1", 30)
         # Back on cri-dockerd for real: Ready through the API on docker://, cri-dockerd serving again.
         wait_for("lab-w1 Ready on docker:// after the rollback", lambda: ready_on("lab-w1", "docker"))
         for unit in CRI_DOCKERD_UNITS:
@@ -206,8 +196,6 @@ def test_node_never_ready_off_cri_dockerd_is_rolled_back_to_it(cri_dockerd_lab, 
         assert node_json("lab-w2")["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("docker://")
         assert lab.ssh("lab-w2", "test -e /var/lib/shimless/backup", check=False).returncode != 0
         assert unit_state("lab-w2", "cri-docker.service") == ("enabled", "active")
-    finally:
-        lab.ssh("lab-w1", f"rm -f {STATIC_POD} {NEVER_READY_DROP_IN} && systemctl daemon-reload", check=False)
 
 
 def test_up_moves_cri_dockerd_nodes_to_crio(cri_dockerd_lab, tmp_path):

@@ -6,13 +6,21 @@ Runs in file order: refusals first on fresh nodes, then a full migration,
 idempotence, a runtime failure with rollback, and a dropped SSH session."""
 from __future__ import annotations
 
+import base64
 import copy
+import io
 import json
+import subprocess
+import sys
+import tarfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from components.cli import REPORT_NAME
+from components.manifest import BACKUP_ORIGINAL
 from tests import lab
 
 pytestmark = pytest.mark.e2e
@@ -183,6 +191,44 @@ def test_second_preview_and_up_change_nothing(stack):
     result = stack.up(color="never")
     assert lab.changes(result.summary.resource_changes) == {}
     assert {node: lab.fingerprint(node, MANAGED_FILES) for node in lab.NODES} == before
+
+
+def fetch_tree(node: str, directory: str, into: Path) -> None:
+    """A copy of `directory` on `node` under `into`, as tar carries it."""
+    done = subprocess.run([str(lab.ROOT / "lab" / "ssh"), node, f"tar -C {directory} -cf - ."],
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        tar.extractall(into, filter="data")
+
+
+def node_file(node: str, path: str) -> bytes:
+    """The bytes of `path` on `node` (base64 over ssh: text-safe)."""
+    return base64.b64decode(lab.out(node, f"base64 -w0 {path}"))
+
+
+def test_render_from_the_original_files_is_exactly_what_up_wrote(stack, tmp_path):
+    """`render --stack lab --node N --from DIR` on a copy of the node's
+    backup/original/ (its files before the switch), with the kubelet and
+    containerd versions the node reports, gives byte for byte the files
+    `pulumi up` left on the node, and no other."""
+    planned = stack.outputs()["nodes"].value
+    for node in lab.NODES:
+        original, out = tmp_path / node / "original", tmp_path / node / "rendered"
+        fetch_tree(node, BACKUP_ORIGINAL, original)
+        assert (original / ".complete").is_file(), node
+        kubelet_version = lab.out(node, "kubelet --version").split()[-1]
+        containerd_version = lab.out(node, "containerd --version").split()[2]
+        done = subprocess.run([sys.executable, "-m", "components.cli", "render", "--stack", "lab", "--node", node,
+                               "--from", str(original), "--out", str(out), "--kubelet-version", kubelet_version,
+                               "--containerd-version", containerd_version],
+                              cwd=lab.ROOT, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        rendered = {"/" + str(path.relative_to(out)): path.read_bytes()
+                    for path in sorted(out.rglob("*")) if path.is_file() and path.name != REPORT_NAME}
+        assert sorted(rendered) == planned[node]["files"], node
+        for path, content in rendered.items():
+            assert node_file(node, path) == content, f"{node}:{path}"
 
 
 DRIFTS = {

@@ -145,3 +145,21 @@ def test_unknown_stack(stacks, tmp_path, capsys):
     assert cli.main(["render", "--stack", "nope", "--node", "w1", "--from", str(tmp_path),
                      "--kubelet-version", "v1.23.17", "--out", str(tmp_path / "out")]) == 2
     assert "--stack nope: no stack file" in capsys.readouterr().err
+
+
+def test_every_file_the_plan_reads_is_read_from_the_from_directory(stacks, tmp_path, capsys):
+    # kubeadm's instance-config too (NodeLocalCRISocket): render reads the manifest's READ_PATHS.
+    stack_path = stacks("lab", {"runtime": "containerd"})
+    instance = ("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+                "containerRuntimeEndpoint: unix:///var/run/cri-dockerd.sock\n")
+    source = node_dir(tmp_path / "original", FLAGS_128)
+    (source / "var/lib/kubelet/instance-config.yaml").write_text(instance)
+    assert cli.main(["render", "--stack", "lab", "--node", "w1", "--from", str(source), "--kubelet-version",
+                     "v1.31.2", "--containerd-version", "1.7.22", "--out", str(tmp_path / "out")]) == 0, \
+        capsys.readouterr().err
+    facts = NodeFacts(facts={"kubelet.version": "Kubernetes v1.31.2", "containerd.version": "1.7.22"},
+                      files={"/var/lib/kubelet/kubeadm-flags.env": FLAGS_128, "/var/lib/kubelet/config.yaml": CONFIG,
+                             "/etc/docker/daemon.json": DAEMON, "/var/lib/kubelet/instance-config.yaml": instance})
+    plan = plan_node(parse_settings(read_stack_file(stack_path)).nodes[0], facts)
+    assert written(tmp_path / "out") == plan.files
+    assert "unix:///run/containerd/containerd.sock" in plan.files["/var/lib/kubelet/instance-config.yaml"]
