@@ -61,12 +61,15 @@ READ_PATHS = (KUBEADM_FLAGS, KUBELET_CONFIG, KUBEADM_INSTANCE_CONFIG, DAEMON_JSO
 
 # --- the files shimless writes ------------------------------------------------
 
+# containerd.service told to run the containerd pre-stage validated
+# (components/runtime_unit.py); sorted after a site's own drop-ins.
+CONTAINERD_BINARY_DROP_IN = "/etc/systemd/system/containerd.service.d/zz-shimless-binary.conf"
 # Per target runtime, every file components/desired.py can give a node: a node
 # path, or a pattern where a directory holds one file per registry (`*` stands
 # for one path component, as in a shell glob).
 MANAGED_PATHS = {
     "containerd": (CONTAINERD_CONFIG, f"{CONTAINERD_CERTS_DIR}/*/hosts.toml", PROXY_DROP_INS["containerd"],
-                   CRICTL_CONFIG, KUBEADM_FLAGS, KUBELET_CONFIG, KUBEADM_INSTANCE_CONFIG),
+                   CONTAINERD_BINARY_DROP_IN, CRICTL_CONFIG, KUBEADM_FLAGS, KUBELET_CONFIG, KUBEADM_INSTANCE_CONFIG),
     "cri-o": (CRIO_DROP_IN, CRIO_REGISTRIES_DROP_IN, PROXY_DROP_INS["cri-o"],
               CRICTL_CONFIG, KUBEADM_FLAGS, KUBELET_CONFIG, KUBEADM_INSTANCE_CONFIG),
 }

@@ -19,14 +19,16 @@ import re
 from typing import NamedTuple
 
 from components.facts import NodeFacts
+from components.manifest import CONTAINERD_BINARY_DROP_IN
 from components.model import RuntimeTarget
 from components.render import MANAGED_HEADER, _systemd_env_value
 
 CONTAINERD_UNIT = "containerd.service"
 # Sorted after every drop-in a site is likely to have (override.conf from
 # `systemctl edit`, http-proxy.conf, NN-*.conf): systemd applies drop-ins in
-# the lexical order of their file names, and the last ExecStart wins.
-BINARY_DROP_IN = "/etc/systemd/system/containerd.service.d/zz-shimless-binary.conf"
+# the lexical order of their file names, and the last ExecStart wins. One of
+# the files the manifest says shimless writes (so the probe reports it).
+BINARY_DROP_IN = CONTAINERD_BINARY_DROP_IN
 
 # Probe facts (scripts/probe.sh): the PATH systemd gives services, the first
 # `containerd` on it and that file's real path, and the unit's own files in the

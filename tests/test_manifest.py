@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from components import manifest, protocol
+from components import manifest, protocol, runtime_unit
 from components.bundle import bundle, launcher, probe_script, script
 from components.config import parse_target
 from components.desired import desired_state
@@ -41,6 +41,14 @@ def every_node() -> list[tuple[str, NodeFacts, object]]:
             newer = {**facts, "kubelet.version": "Kubernetes v1.31.2"}
             with_instance = {**files, manifest.KUBEADM_INSTANCE_CONFIG: INSTANCE_CONFIG}
             nodes.append((f"{case}/{runtime}/1.31", NodeFacts(facts=newer, files=with_instance), target))
+    # containerd 2.x on systemd's PATH before Docker's, which containerd.service runs: the binary drop-in.
+    target_keys, facts, files = CASES["containerd-v3"]
+    unit = "/lib/systemd/system/containerd.service"
+    beside = {**facts, "containerd.version": "2.0.4", runtime_unit.CONTAINERD_PATH_FACT: "/usr/local/bin/containerd",
+              runtime_unit.SYSTEMD_PATH_FACT: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+              runtime_unit.UNIT_FILES_FACT: unit}
+    nodes.append(("containerd-2-beside-dockers", NodeFacts(facts=beside, files={
+        **files, unit: "[Service]\nExecStart=/usr/bin/containerd\n"}), parse_target(target_keys)))
     return nodes
 
 
@@ -88,7 +96,10 @@ def test_the_probe_reports_every_file_desired_state_gives_a_node(name, facts, ta
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
     probed = probe_fake_root(root, tmp_path)
-    assert probed.files == on_node
+    # Every file the node gets, and every file the plan reads (the manifest's;
+    # containerd.service's own unit files are runtime_unit's facts, not listed here).
+    reported = [*desired, *(path for path in facts.files if path in manifest.READ_PATHS)]
+    assert {path: probed.files.get(path) for path in reported} == {path: on_node[path] for path in reported}
     assert [item for item in _drift(probed, desired, target.runtime) if item.fact.startswith("/")] == []
 
 
