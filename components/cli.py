@@ -22,7 +22,9 @@ from components.config import ConfigError, parse_target
 from components.daemon_json import CONTAINERD_CONFIG, load_daemon_json, translate_daemon_json
 from components.desired import Blocked, DesiredState, desired_state
 from components.facts import NodeFacts
-from components.manifest import DAEMON_JSON, KUBEADM_FLAGS, KUBELET_CONFIG, ORIGINAL_DAEMON_JSON, READ_PATHS
+from components.manifest import (
+    BACKUP_ORIGINAL, DAEMON_JSON, KUBEADM_FLAGS, KUBELET_CONFIG, ORIGINAL_DAEMON_JSON, READ_PATHS,
+)
 from components.model import CGROUP_DRIVERS, RUNTIMES, NodeSpec, RuntimeTarget, check_image
 from components.render import containerd_config_version
 
@@ -73,8 +75,7 @@ def _add_render(subparsers) -> None:
     render.add_argument("--stack", help="stack name: the node's target from stacks/Pulumi.NAME.yaml")
     render.add_argument("--node", help="with --stack: the node's name in the stack")
     render.add_argument("--from", dest="from_dir", metavar="DIR", help="with --stack: a directory holding "
-                        "the node's current files at their node paths (e.g. a copy of "
-                        "/var/lib/shimless/backup/original/)")
+                        f"the node's current files at their node paths (e.g. a copy of {BACKUP_ORIGINAL}/)")
     render.add_argument("--runtime", help="containerd or cri-o (without --stack)")
     render.add_argument(
         "--containerd-version",

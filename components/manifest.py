@@ -100,6 +100,7 @@ PROBED_UNITS = (KUBELET_UNIT,) + DOCKER_UNITS + CRI_DOCKERD_UNITS + tuple(RUNTIM
 # Mirantis cri-dockerd: Docker Engine behind CRI, the usual way to keep Docker on 1.24+.
 CRI_DOCKERD_ENDPOINT = "unix:///run/cri-dockerd.sock"
 DOCKER_SOCKET = "/run/docker.sock"
+DOCKERSHIM_SOCKET = "/run/dockershim.sock"  # the kubelet's own, up to 1.23
 # The CRI sockets kubeadm looks for when it has to guess a node's runtime
 # (1.24+: containerd, CRI-O, cri-dockerd; up to 1.23 also dockershim's and
 # Docker's), each with the units that serve it. With more than one present
@@ -109,7 +110,7 @@ KNOWN_CRI_SOCKETS = {
     "/run/containerd/containerd.sock": ("containerd.service",),
     "/run/crio/crio.sock": ("crio.service",),
     "/run/cri-dockerd.sock": CRI_DOCKERD_UNITS,
-    "/run/dockershim.sock": (KUBELET_UNIT,),
+    DOCKERSHIM_SOCKET: (KUBELET_UNIT,),
     DOCKER_SOCKET: DOCKER_UNITS,
 }
 # containerd's socket: Docker's own containerd listens there too, before any switch.

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from components.daemon_json import DEFAULT_ROOTS, DOCKER_DEFAULT_DATA_ROOT
 from components.desired import Blocked, desired_state
 from components.facts import ImagesToCarry, NodeFacts
-from components.manifest import target_units
+from components.manifest import DOCKER_SOCKET, DOCKERSHIM_SOCKET, KUBELET_CONFIG, STATE_DIR, target_units
 from components.model import (
     CRI_SOCKET_ANNOTATION, RUNTIME_LABEL, RUNTIME_VERSION_PREFIX, DockerPolicy, NodeSpec, RolloutPolicy, RuntimeTarget,
     Settings,
@@ -195,7 +196,7 @@ def _action_and_token(facts: NodeFacts, runtime: str, files: dict[str, str], dri
 
 
 # What removing Docker's data-root must never take with it.
-_KEPT_BY_PURGE = ("/etc", "/usr", "/boot", "/root", "/var/log", "/var/lib/kubelet", "/var/lib/shimless")
+_KEPT_BY_PURGE = ("/etc", "/usr", "/boot", "/root", "/var/log", posixpath.dirname(KUBELET_CONFIG), STATE_DIR)
 
 
 def _data_removal_problem(data_root: str, runtime_root: str) -> str:
@@ -274,7 +275,8 @@ def plan_batches(nodes: tuple[NodeSpec, ...], rollout: RolloutPolicy) -> list[li
 def docker_socket_pods(pods: dict) -> dict[str, list[str]]:
     """Pods (from `kubectl get pods -A -o json`) whose hostPath volumes reach
     docker.sock or dockershim.sock, directly or through a parent directory."""
-    sockets = ("/var/run/docker.sock", "/run/docker.sock", "/var/run/dockershim.sock", "/run/dockershim.sock")
+    sockets = tuple(prefix + path.removeprefix("/run") for path in (DOCKER_SOCKET, DOCKERSHIM_SOCKET)
+                    for prefix in ("/var/run", "/run"))
     found: dict[str, list[str]] = {}
     for pod in pods.get("items", []):
         node = (pod.get("spec") or {}).get("nodeName")

@@ -17,6 +17,7 @@ from typing import Callable
 
 from components import protocol
 from components.kube import KubectlError, kubectl_json
+from components.manifest import BACKUP_PREVIOUS
 from components.model import RUNTIME_VERSION_PREFIX, NodeSpec, node_from_dict
 from components.ssh import run_over_ssh
 
@@ -73,7 +74,7 @@ def rollback(request: VerifyRequest) -> str:
     except protocol.ProtocolError:
         restored = False
     return "rolled back to its previous runtime" if restored else \
-        f"ROLLBACK FAILED (exit {done.returncode}): restore it from /var/lib/shimless/backup/previous"
+        f"ROLLBACK FAILED (exit {done.returncode}): restore it from {BACKUP_PREVIOUS}"
 
 
 def verify(request: VerifyRequest, *, read_node: Callable[[str, str], dict] = node_status,
