@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import subprocess
 import pytest
 
 from components import manifest
@@ -93,3 +94,21 @@ def test_the_probe_gets_the_manifest_its_sandbox_image_and_the_shared_image_sele
     text = probe_script("registry.k8s.io/pause:3.9")
     assert text == (manifest.shell() + "PROBE_PAUSE_IMAGE=registry.k8s.io/pause:3.9\n"
                     + script("node-lib.sh") + script("probe.sh"))
+
+
+def test_a_step_runs_from_its_bundle_through_the_launcher(tmp_path):
+    # The launcher as the node gets it, unpacking into a test directory instead of the manifest's.
+    bin_dir, run_dir = tmp_path / "bin", tmp_path / "run"
+    bin_dir.mkdir()
+    for name, text in (("systemctl", '#!/bin/sh\n[ "$1" = cat ] && exit 0\n[ "$1" = is-enabled ] && echo disabled\n'
+                                     'exit 3\n'),
+                       ("kubelet", "#!/bin/sh\necho Kubernetes v1.23.17\n")):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    stdin = bundle("preflight.sh", {"node": "w1", "runtime": "containerd", "kubelet_version": "v1.23.17"})
+    stdin = stdin.replace(launcher().splitlines()[0], f"SHIMLESS_RUN={run_dir}", 1)
+    done = subprocess.run(["bash", "-s"], input=stdin, capture_output=True, text=True, timeout=30, check=False,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "action=switch\n"  # containerd is not enabled: the node needs the switch
+    assert list(run_dir.iterdir()) == []  # the unpacked bundle is gone
