@@ -137,3 +137,40 @@ def test_docker_default_oci_runtime_becomes_crios_default_and_runs_the_pods(crio
     assert ids and seen == ids, (ids, seen)
     assert lab.changes(stack.preview(color="never").change_summary) == {}
 
+
+
+def test_too_little_space_for_the_images_blocks_the_node_before_anything_changes(crio_lab, tmp_path):
+    """A node whose CRI-O storage lives on a small partition (here a 64 MiB
+    tmpfs on /var/lib/containers, as a site may mount one) cannot take Docker's
+    images: pre-stage stops that node with the space it found, while it still
+    serves on Docker, and nothing of the switch has happened."""
+    node = "lab-w1"
+    _lab("lab-reset.sh", True, node)
+    lab.ssh(node, "mkdir -p /var/lib/containers && mount -t tmpfs -o size=64m shimless-e2e-small /var/lib/containers")
+    try:
+        config = copy.deepcopy(crio_lab)
+        config["config"]["shimless:target"] = {"runtime": "cri-o", "source": "preinstalled"}
+        config["config"]["shimless:nodes"] = [n for n in config["config"]["shimless:nodes"] if n["name"] == node]
+        stack = lab.engine_stack(lab.project_copy(tmp_path, config), tmp_path / "state")
+        flags_before = lab.out(node, "cat /var/lib/kubelet/kubeadm-flags.env")
+        with pytest.raises(Exception) as failed:
+            stack.up(color="never")
+        message = str(failed.value)
+        assert f"shimless[{node}]" in message and "prestage" in message, message[-3000:]
+        assert "not enough space for Docker's images in /var/lib/containers" in message, message[-3000:]
+        assert "MiB free" in message
+        # still fully on Docker: flags, units, the kubelet's own pods
+        assert lab.out(node, "cat /var/lib/kubelet/kubeadm-flags.env") == flags_before
+        assert lab.ssh(node, "systemctl is-enabled crio.service", check=False).stdout.strip() == "disabled"
+        assert lab.out(node, "systemctl is-active docker.service") == "active"
+        status = lab.kubelet(node)
+        assert status["runtime"] == "docker" and status["ready"] is True, status
+        # nothing was copied into the small store
+        assert lab.ssh(node, "ls /var/lib/containers/storage/vfs-images 2>/dev/null | grep -q .",
+                       check=False).returncode != 0
+        # with room again (the partition gone), the same stack switches the node
+        lab.ssh(node, "umount /var/lib/containers")
+        assert stack.up(color="never").summary.result == "succeeded"
+        assert lab.kubelet(node)["runtime"] == "cri-o"
+    finally:
+        lab.ssh(node, "! mountpoint -q /var/lib/containers || umount /var/lib/containers", check=False)
