@@ -192,6 +192,7 @@ def shell(runtime: str | None = None) -> str:
         "CONTAINERD_CONFIG": CONTAINERD_CONFIG,
         "CONTAINERD_SOCKET": CONTAINERD_SOCKET,
         "CONTAINERD_UNIT": RUNTIME_SERVICES["containerd"],
+        "CONTAINERD_BINARY_DROP_IN": CONTAINERD_BINARY_DROP_IN,
         "DOCKER_DATA_ROOT": DOCKER_DEFAULT_DATA_ROOT,
         "DOCKER_SOCKETS": " ".join(path for path, units in KNOWN_CRI_SOCKETS.items()
                                    if set(units) <= set(DOCKER_UNITS + CRI_DOCKERD_UNITS)),

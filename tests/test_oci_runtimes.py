@@ -319,11 +319,16 @@ def test_crio_refuses_a_default_without_its_handler(tmp_path):
 
 
 def _probe_functions() -> str:
-    """probe.sh's runtime functions and its `fact`, without running its main."""
-    text = (ROOT / "components/scripts/probe.sh").read_text()
-    bodies = {match.group(1): match.group(0)
-              for match in re.finditer(r"^(\w+)\(\) \{(?:[^\n]*\}$|(?s:\n.*?)^\})", text, re.M)}
-    return "\n".join(bodies[name] for name in ("fact", "oci_runtime_facts", "daemon_json_runtime_paths"))
+    """probe.sh's runtime functions and its `fact`, with node-lib.sh's lookup on
+    systemd's PATH, without running its main."""
+    bodies = {}
+    for name in ("probe.sh", "node-lib.sh"):
+        text = (ROOT / "components/scripts" / name).read_text()
+        bodies |= {match.group(1): match.group(0)
+                   for match in re.finditer(r"^(\w+)\(\) \{(?:[^\n]*\}$|(?s:\n.*?)^\})", text, re.M)}
+    default = re.search(r"^SYSTEMD_DEFAULT_PATH=.*$", (ROOT / "components/scripts/node-lib.sh").read_text(), re.M)
+    return "\n".join([default.group(0)] + [bodies[name] for name in (
+        "fact", "oci_runtime_facts", "daemon_json_runtime_paths", "systemd_path", "systemd_which")])
 
 
 def test_the_probe_reports_each_runtime_path_and_what_the_node_has_for_it(tmp_path):

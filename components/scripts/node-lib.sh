@@ -312,3 +312,39 @@ WantedBy=multi-user.target"
   unit_enabled "$RECOVERY_VERIFY_UNIT" || systemctl enable "$RECOVERY_VERIFY_UNIT" 2>/dev/null
   unit_enabled "$RECOVERY_UNIT" && unit_enabled "$RECOVERY_VERIFY_UNIT"
 }
+
+# --------------------------------------------------------------- which binaries run
+# A service runs a bare command from the PATH systemd gives it, not from this
+# shell's (sshd's or sudo's): pre-stage validates, the probe reports and the
+# switch checks the containerd systemd finds (components/runtime_unit.py).
+SYSTEMD_DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# systemd_path: the PATH systemd gives services (its manager's environment).
+systemd_path() {
+  local path
+  path=$(systemctl show-environment 2>/dev/null | sed -n 's/^PATH=//p' | head -n 1 || true)
+  printf '%s' "${path:-$SYSTEMD_DEFAULT_PATH}"
+}
+
+# systemd_which COMMAND: the executable a service runs for COMMAND ("" = none).
+systemd_which() { PATH=$(systemd_path) type -P -- "$1" || true; }
+
+# running_containerd: the executable containerd.service runs now ("" = not running).
+running_containerd() {
+  local pid
+  pid=$(systemctl show -p MainPID --value "$CONTAINERD_UNIT" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$pid" != 0 ]; then readlink -f "/proc/$pid/exe" 2>/dev/null || true; fi
+}
+
+# running_ctr: the ctr of the running containerd's own release, beside it (a
+# ctr 2.x imports through the transfer service, which containerd 1.6 lacks);
+# else ctr on PATH; "" when there is none.
+running_ctr() {
+  local running
+  running=$(running_containerd)
+  if [ -n "$running" ] && [ -x "${running%/*}/ctr" ]; then
+    printf '%s' "${running%/*}/ctr"
+  else
+    command -v ctr || true
+  fi
+}

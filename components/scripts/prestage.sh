@@ -8,11 +8,71 @@ SHIMLESS_BUNDLE=$1
 . "$SHIMLESS_BUNDLE/node-lib.sh"
 SHIMLESS_NODE=$(var node)
 
+# The installed version: of the containerd a service runs (the first on
+# systemd's PATH), which pre-stage validates; of crio.
 installed_version() {
+  local binary
   case "$1" in
-    containerd) containerd --version 2>/dev/null | awk '{print $3}' | sed 's/^v//' ;;
-    cri-o) crio --version 2>/dev/null | awk '/^Version:/ {print $2; exit}' ;;
+    containerd)
+      binary=$(systemd_which containerd)
+      if [ -n "$binary" ]; then "$binary" --version 2>/dev/null | awk '{print $3}' | sed 's/^v//' || true; fi
+      ;;
+    cri-o) crio --version 2>/dev/null | awk '/^Version:/ {print $2; exit}' || true ;;
   esac
+}
+
+# --------------------------------------------------------------- containerd.service's binary
+# After the switch containerd.service must run the containerd validated here,
+# and that containerd must start a runc shim of its own release: a 2.3+ shim
+# refuses a daemon that starts it the 1.x way, and the other way round.
+# containerd looks its shim up on its PATH first, then beside itself
+# (containerd v2.4.2 core/runtime/v2/shim_manager.go, resolveRuntimePath).
+
+# The file the switch installs over containerd.service when it must be told
+# which binary to run (components/runtime_unit.py), as the bundle holds it.
+binary_drop_in() { printf '%s' "$SHIMLESS_BUNDLE/root$CONTAINERD_BINARY_DROP_IN"; }
+
+# The binary containerd.service runs after the switch: the drop-in's, else its own.
+service_binary_after_switch() {
+  if [ -f "$(binary_drop_in)" ]; then
+    sed -n 's/^ExecStart=[-@:+!]*\([^ ]\{1,\}\).*/\1/p' "$(binary_drop_in)" | tail -n 1
+  else
+    systemctl show -p ExecStart --value "$CONTAINERD_UNIT" 2>/dev/null | sed -n 's/^{ path=\([^ ;]*\) .*/\1/p' | head -n 1 || true
+  fi
+}
+
+# The PATH containerd.service has after the switch: the drop-in's, else systemd's.
+service_path_after_switch() {
+  local path=""
+  if [ -f "$(binary_drop_in)" ]; then path=$(sed -n 's/^Environment="PATH=\(.*\)"$/\1/p' "$(binary_drop_in)" | tail -n 1); fi
+  printf '%s' "${path:-$(systemd_path)}"
+}
+
+# runc_shim BINARY PATH: the shim containerd BINARY starts when it runs with PATH.
+runc_shim() {
+  local beside
+  beside=$(dirname "$(readlink -f "$1")")/containerd-shim-runc-v2
+  PATH=$2 type -P -- containerd-shim-runc-v2 || { if [ -x "$beside" ]; then printf '%s\n' "$beside"; fi; }
+}
+
+# "2.4" of "v2.4.2", "1.6" of "1.6.20~ds1".
+release_line() { sed -n 's/^v\{0,1\}\([0-9]\{1,\}\.[0-9]\{1,\}\).*/\1/p' <<<"$1"; }
+
+# check_containerd_service BINARY VERSION: the validated containerd is what
+# containerd.service will run, with a shim of its release; dies otherwise.
+check_containerd_service() {
+  local binary=$1 version=$2 runs shim shim_version
+  runs=$(service_binary_after_switch)
+  if [ -z "$runs" ] || [ "$(readlink -f "$runs")" != "$(readlink -f "$binary")" ]; then
+    die "$CONTAINERD_UNIT would run ${runs:-nothing} after the switch, not $binary (containerd $version, the first on systemd's PATH, which pre-stage checked): run preview again"
+  fi
+  shim=$(runc_shim "$binary" "$(service_path_after_switch)")
+  [ -n "$shim" ] || die "containerd $version ($binary) would find no containerd-shim-runc-v2 on its PATH or beside it"
+  shim_version=$("$shim" -v 2>/dev/null | awk '$1 == "Version:" { print $2; exit }' || true)
+  if [ -n "$shim_version" ] && [ "$(release_line "$shim_version")" != "$(release_line "$version")" ]; then
+    die "containerd $version ($binary) would start the shim $shim of containerd $shim_version, which refuses it: put containerd-shim-runc-v2 $version beside $(readlink -f "$binary") (it is looked up on PATH first)"
+  fi
+  log "$CONTAINERD_UNIT will run $binary (containerd $version) with the shim $shim (${shim_version:-version unknown})"
 }
 
 version_ok() {
@@ -91,9 +151,9 @@ qualified() {
 # The image ID (config digest) the target holds under REF, or nothing.
 containerd_image_id() {
   local manifest
-  manifest=$(ctr -n k8s.io images ls 2>/dev/null | awk -v r="$1" '$1 == r { print $3 }')
+  manifest=$("$CTR" -n k8s.io images ls 2>/dev/null | awk -v r="$1" '$1 == r { print $3 }')
   [ -n "$manifest" ] || return 0
-  ctr -n k8s.io content get "$manifest" 2>/dev/null |
+  "$CTR" -n k8s.io content get "$manifest" 2>/dev/null |
     grep -o '"config":{[^}]*}' | grep -o 'sha256:[0-9a-f]\{64\}' | head -1 || true
 }
 
@@ -129,9 +189,13 @@ target_image_id() {
 
 # The directory the target keeps its images under (for the space check).
 store_dir() {
-  local dir
+  local dir binary
   case "$1" in
-    containerd) dir=$(containerd config dump 2>/dev/null | sed -n 's/^root = "\(.*\)"/\1/p' | head -1) ;;
+    containerd)
+      # the root of the running containerd, which the images are imported into
+      binary=$(running_containerd)
+      dir=$("${binary:-containerd}" config dump 2>/dev/null | sed -n 's/^root = "\(.*\)"/\1/p' | head -1 || true)
+      ;;
     cri-o) dir=$CRIO_ROOT ;;
   esac
   dir=${dir:-/var/lib}
@@ -149,7 +213,9 @@ carry_images() {
   fi
   case "$runtime" in
     containerd)
-      command -v ctr >/dev/null 2>&1 || die "ctr (containerd's client) is missing: cannot carry Docker's images into containerd"
+      # Into the containerd running now (Docker's), with its own release's client.
+      CTR=$(running_ctr)
+      [ -n "$CTR" ] || die "ctr (containerd's client) is missing: cannot carry Docker's images into containerd"
       [ -S "$CONTAINERD_SOCKET" ] || die "containerd is not running: cannot carry Docker's images into it before the switch"
       ;;
     cri-o)
@@ -186,7 +252,7 @@ carry_images() {
     containerd)
       # one stream, no temporary file; every tag of each image comes along
       # shellcheck disable=SC2046  # one argument per tag
-      docker save $(awk 'NF { print $2 }' <<<"$todo") | ctr -n k8s.io images import - >&2 ||
+      docker save $(awk 'NF { print $2 }' <<<"$todo") | "$CTR" -n k8s.io images import - >&2 ||
         die "importing Docker's images into containerd failed"
       ;;
     cri-o)
@@ -208,7 +274,7 @@ carry_images() {
 }
 
 main() {
-  local runtime source version have
+  local runtime source version have containerd
   runtime=$(var runtime)
   source=$(var source)
   version=$(var version)
@@ -238,9 +304,11 @@ main() {
   done < <(desired_paths)
 
   if [ "$runtime" = containerd ] && [ -f "$staged$CONTAINERD_CONFIG" ]; then
-    # The node's own containerd must accept the config before we cordon.
-    containerd --config "$staged$CONTAINERD_CONFIG" config dump >/dev/null ||
-      die "containerd $have rejects the rendered config.toml (staged at $staged$CONTAINERD_CONFIG)"
+    # The containerd the service will run must accept the config before we cordon.
+    containerd=$(systemd_which containerd)
+    "$containerd" --config "$staged$CONTAINERD_CONFIG" config dump >/dev/null ||
+      die "containerd $have ($containerd) rejects the rendered config.toml (staged at $staged$CONTAINERD_CONFIG)"
+    check_containerd_service "$containerd" "$have"
   fi
   if ! command -v crictl >/dev/null 2>&1; then
     # The switch checks the new runtime through CRI: find out now, before the

@@ -42,11 +42,29 @@ oci_runtime_facts() {
     if [[ "$path" == /* ]]; then
       if [ -f "$path" ] && [ -x "$path" ]; then found=$path; fi
     elif [[ "$path" != */* ]]; then
-      found=$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin type -P -- "$path" || true)
+      found=$(systemd_which "$path")
     fi
     fact "ociruntime.$number.path" "$path"
     fact "ociruntime.$number.found" "$found"
   done < <(daemon_json_runtime_paths "$@")
+}
+
+# The containerd a service would run (the first on systemd's PATH), which
+# pre-stage validates, and containerd.service's own unit file and drop-ins (as
+# "file" lines, in systemd's order in unitfiles.UNIT): from them the plan
+# decides whether the unit must be told to run it (components/runtime_unit.py).
+containerd_facts() {
+  local binary fragment drop_ins path
+  binary=$(systemd_which containerd)
+  fact systemd.path "$(systemd_path)"
+  fact containerd.path "$binary"
+  fact containerd.realpath "$(if [ -n "$binary" ]; then readlink -f "$binary"; fi)"
+  fact containerd.version "$(if [ -n "$binary" ]; then "$binary" --version 2>/dev/null | awk '{print $3}'; fi || true)"
+  fragment=$(systemctl show -p FragmentPath --value "$CONTAINERD_UNIT" 2>/dev/null || true)
+  drop_ins=$(systemctl show -p DropInPaths --value "$CONTAINERD_UNIT" 2>/dev/null || true)
+  if [ -z "$fragment" ]; then drop_ins=""; fi
+  fact "unitfiles.$CONTAINERD_UNIT" "$fragment${drop_ins:+ $drop_ins}"
+  for path in $fragment $drop_ins; do file_facts "$path"; done
 }
 
 daemon_json_runtime_paths() {
@@ -113,7 +131,7 @@ main() {
   if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ]; then
     fact kubelet.cmdline "$(tr '\0' ' ' <"/proc/$pid/cmdline")"
   fi
-  fact containerd.version "$(containerd --version 2>/dev/null | awk '{print $3}' || true)"
+  containerd_facts
   fact crio.version "$(crio --version 2>/dev/null | awk '/^Version:/ {print $2; exit}' || true)"
   fact docker.version "$(docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
   fact docker.cgroupdriver "$(docker info --format '{{.CgroupDriver}}' 2>/dev/null || true)"

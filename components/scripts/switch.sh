@@ -54,7 +54,9 @@ backup() {
     fi
   done
   local unit enabled active
-  for unit in "${LEFT_UNITS[@]}" "$service"; do
+  # The runtime's service first: a rollback restores it (Docker's own containerd
+  # on its own binary and config, when it is containerd) before Docker starts on it.
+  for unit in "$service" "${LEFT_UNITS[@]}"; do
     # A source unit the node does not have has nothing to restore.
     [ "$unit" = "$service" ] || unit_exists "$unit" || continue
     # is-enabled/is-active print the state and fail for disabled/inactive.
@@ -122,12 +124,25 @@ stop_docker_containers() {
 }
 
 kill_leftover_docker_tasks() {
-  command -v ctr >/dev/null && [ -S "$CONTAINERD_SOCKET" ] && unit_active "$CONTAINERD_UNIT" || return 0
-  local task
-  for task in $(ctr -n moby tasks ls 2>/dev/null | awk '$3 == "RUNNING" {print $1}'); do
+  local ctr task
+  # asked with the client of the running containerd's own release (Docker's)
+  ctr=$(running_ctr)
+  [ -n "$ctr" ] && [ -S "$CONTAINERD_SOCKET" ] && unit_active "$CONTAINERD_UNIT" || return 0
+  for task in $("$ctr" -n moby tasks ls 2>/dev/null | awk '$3 == "RUNNING" {print $1}'); do
     log "Docker container $task still running without dockerd: killing it"
-    ctr -n moby tasks kill -s SIGKILL "$task" || true
+    "$ctr" -n moby tasks kill -s SIGKILL "$task" || true
   done
+}
+
+# runs_validated_containerd: containerd.service runs the containerd pre-stage
+# validated, the first on systemd's PATH (components/runtime_unit.py).
+runs_validated_containerd() {
+  local want running
+  want=$(systemd_which containerd)
+  running=$(running_containerd)
+  if [ -n "$want" ] && [ "$running" = "$(readlink -f "$want")" ]; then return 0; fi
+  log "$CONTAINERD_UNIT runs ${running:-nothing}, not $want (the first containerd on systemd's PATH, which pre-stage validated)"
+  return 1
 }
 
 kubelet_on_runtime() {
@@ -210,6 +225,9 @@ switch() {
   STEP=start-runtime
   systemctl enable "$service"
   systemctl restart "$service"
+  if [ "$runtime" = containerd ]; then
+    runs_validated_containerd || die "$CONTAINERD_UNIT does not run the containerd pre-stage validated"
+  fi
   STEP=wait-cri
   wait_for 60 "the CRI endpoint $endpoint" cri_answers "$endpoint"
   log "$runtime answers CRI on $endpoint"
