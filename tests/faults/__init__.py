@@ -32,8 +32,11 @@ NODE = "lab-w1"
 SHIM = Path(__file__).resolve().parent / "fault-shim.sh"
 FAULT_DIR = "/var/lib/shimless-fault"
 # Every external command the switch and its rollback run (the rest are bash builtins).
+# (ctr only where it is called by name: the switch asks Docker's leftover tasks
+# with the ctr beside the running containerd, by its path.)
 SHIMMED = ("systemctl", "docker", "ctr", "crictl", "install", "mv", "cp", "rm", "mkdir", "cmp", "sync",
-           "find", "sed", "sort", "date", "cat", "wc", "awk", "sleep", "rmdir", "flock", "dirname")
+           "find", "sed", "sort", "date", "cat", "wc", "awk", "sleep", "rmdir", "flock", "dirname", "head",
+           "readlink")
 LAB_ENV = dict(os.environ, LAB_CLUSTER="1")
 HEALTH_TIMEOUT = 60
 CORDON_ANNOTATION = "shimless.io/cordoned"
