@@ -23,6 +23,7 @@ KUBERNETES_VERSION=4.32.0
 
 # containerd 2.x (module github.com/containerd/containerd/v2 from the Go module
 # proxy): containerd, ctr and containerd-shim-runc-v2, for the unit test in
-# which containerd 2 reads the config shimless renders for it. Cached only,
-# never placed on PATH (the host's containerd stays the one `containerd` runs).
+# which containerd 2 reads the config shimless renders for it, and for the
+# lab's nodes with LAB_CONTAINERD=2 (lab/containerd2/). Cached only, never
+# placed on the host's PATH (the host's containerd stays the one `containerd` runs).
 CONTAINERD2_VERSION=2.4.2
