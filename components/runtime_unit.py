@@ -8,9 +8,10 @@ managed drop-in that runs the validated binary instead, and gives it a PATH
 that finds the runc shim beside it first: containerd looks its shim up on PATH
 before its own directory (containerd v2.4.2 core/runtime/v2/shim_manager.go,
 resolveRuntimePath), and a 2.3+ shim refuses a 1.x daemon and the other way
-round. The drop-in is one of the node's desired files, so preview and render
-show it, the switch backs it up (absent: a rollback removes it, and
-containerd.service runs Docker's containerd again) and drift sees it. Pure.
+round. The drop-in is one of the node's desired files, so preview lists it,
+the switch backs it up (absent: a rollback removes it, and containerd.service
+runs Docker's containerd again) and drift sees it. `render` works from files
+alone, without the probe's facts below, so it never writes one. Pure.
 """
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ import re
 from typing import NamedTuple
 
 from components.facts import NodeFacts
-from components.manifest import CONTAINERD_BINARY_DROP_IN
+from components.manifest import CONTAINERD_BINARY_DROP_IN, RUNTIME_SERVICES
 from components.model import RuntimeTarget
 from components.render import MANAGED_HEADER, _systemd_env_value
 
-CONTAINERD_UNIT = "containerd.service"
+CONTAINERD_UNIT = RUNTIME_SERVICES["containerd"]
 # Sorted after every drop-in a site is likely to have (override.conf from
 # `systemctl edit`, http-proxy.conf, NN-*.conf): systemd applies drop-ins in
 # the lexical order of their file names, and the last ExecStart wins. One of
