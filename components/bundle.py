@@ -5,6 +5,7 @@ Compressed because every command's stdin is kept twice in the Pulumi state."""
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import shlex
 from pathlib import Path
@@ -30,6 +31,9 @@ def script(name: str) -> str:
     return (SCRIPTS / name).read_text()
 
 
+# Most lines are the same on every node (the scripts, the manifest, rendered
+# files, fleet-wide variables): compressed once per run, not per node and step.
+@functools.lru_cache(maxsize=4096)
 def bundle_line(kind: str, name: str, content: str) -> str:
     packed = gzip.compress(content.encode(), compresslevel=9, mtime=0)  # mtime=0: same input, same bytes
     return f"{kind} {name} {base64.b64encode(packed).decode()}\n"
