@@ -43,7 +43,7 @@ def switch_window(mode: str) -> float:
     node = next(n for n in settings.nodes if n.name == NODE)
     key = private_keys(raw, settings)[NODE]
     plan = plan_node(node, probe_nodes([node], {NODE: key})[NODE].facts, stamp="bench")
-    variables = {"node": NODE, "runtime": "containerd", "cri_endpoint": node.target.cri_endpoint,
+    variables = {"node": NODE, "runtime": "containerd",
                  "token": plan.token, "health_timeout": 120, "settle_seconds": 5}
     if mode == "pre-staged":
         lab.out(NODE, INSTALL)  # the install happens while Docker still serves

@@ -107,8 +107,7 @@ def run_prestage(node: str, images: str) -> str:
     """scripts/prestage.sh on `node` as the program runs it (its bundle on stdin)."""
     import subprocess
     from components.bundle import REMOTE_COMMAND, bundle
-    stdin = bundle("prestage.sh", {"node": node, "runtime": "containerd", "cri_endpoint":
-                                   "unix:///run/containerd/containerd.sock", "token": "e2e", "source": "preinstalled",
+    stdin = bundle("prestage.sh", {"node": node, "runtime": "containerd", "token": "e2e", "source": "preinstalled",
                                    "version": "", "images": images, "pause_image": "registry.k8s.io/pause:3.6"})
     done = subprocess.run([str(lab.ROOT / "lab" / "ssh"), node, REMOTE_COMMAND], input=stdin,
                           capture_output=True, text=True, timeout=300, check=False)
