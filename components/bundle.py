@@ -27,6 +27,7 @@ def holds_credentials(files: dict[str, str] | None) -> bool:
     return any(path in CREDENTIAL_FILES for path in files or {})
 
 
+@functools.lru_cache(maxsize=None)  # the scripts do not change during a run; every step of every node reads them
 def script(name: str) -> str:
     return (SCRIPTS / name).read_text()
 

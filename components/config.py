@@ -6,6 +6,8 @@ the typed schema in Pulumi.yaml, so they are written down exactly once.
 """
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -72,7 +74,15 @@ class YamlError(ValueError):
 def load_yaml_documents(text: str) -> list[Any]:
     """Every document of untrusted YAML text, loaded safely: aliases are
     allowed while what they expand to stays within MAX_YAML_VALUES values and
-    MAX_YAML_DEPTH levels; lone surrogates (escapes like "\\ud800") are refused."""
+    MAX_YAML_DEPTH levels; lone surrogates (escapes like "\\ud800") are refused.
+    A fresh copy each call: callers may change what they get."""
+    return copy.deepcopy(_parsed_yaml_documents(text))
+
+
+# A plan reads each node's KubeletConfiguration several times, and a fleet's
+# nodes mostly share theirs: parsed once per distinct text (errors are not kept).
+@functools.lru_cache(maxsize=256)
+def _parsed_yaml_documents(text: str) -> list[Any]:
     loader = yaml.SafeLoader(text)
     documents = []
     try:

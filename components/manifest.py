@@ -20,6 +20,8 @@ Backup layout (written by scripts/switch.sh `backup`, read by scripts/node-lib.s
 """
 from __future__ import annotations
 
+import functools
+
 import shlex
 from typing import NamedTuple
 
@@ -171,6 +173,7 @@ def _lines(rows) -> str:
     return "".join(" ".join(row) + "\n" for row in rows)
 
 
+@functools.lru_cache(maxsize=None)  # constants: the same text for every bundle of a runtime
 def shell(runtime: str | None = None) -> str:
     """The manifest as shell assignments: the bundle's manifest.sh, and the
     probe's preamble. Lists are space-separated words; tables are lines of

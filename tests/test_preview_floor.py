@@ -65,3 +65,27 @@ def test_every_component_counts_as_one_kind_and_commands_by_type():
     floor += [step(f"floor-node-{i}", "shimless-floor:index:FloorNode") for i in range(2)]
     floor += [step(f"floor-node-{i}-{s}", COMMAND) for i in range(2) for s in ("preflight", "switch")]
     assert preview_scale.resource_kinds(floor) == kinds
+
+
+def test_yaml_parsed_once_per_text_still_gives_each_caller_its_own_copy():
+    from components.config import YamlError, load_yaml_documents
+    text = "kind: KubeletConfiguration\ncgroupDriver: systemd\nfeatureGates:\n  A: true\n"
+    first = load_yaml_documents(text)
+    first[0]["featureGates"]["A"] = False
+    first[0]["cgroupDriver"] = "cgroupfs"
+    assert load_yaml_documents(text) == [{"kind": "KubeletConfiguration", "cgroupDriver": "systemd",
+                                          "featureGates": {"A": True}}]
+    for _ in range(2):  # an error is raised every time, not remembered as a result
+        try:
+            load_yaml_documents("a: 'unterminated\n")
+        except YamlError as err:
+            assert "invalid YAML" in str(err)
+        else:
+            raise AssertionError("unterminated quote accepted")
+
+
+def test_the_scripts_and_the_manifest_read_once_are_what_is_on_disk():
+    from components import manifest
+    assert bundle_module.script("switch.sh") == (bundle_module.SCRIPTS / "switch.sh").read_text()
+    assert manifest.shell("containerd") == manifest.shell.__wrapped__("containerd")
+    assert manifest.shell(None) == manifest.shell.__wrapped__(None)
