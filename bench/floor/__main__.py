@@ -6,10 +6,19 @@ connection, command, logging and stdin sizes), all under one top component.
 No planning, probing, bundling, logs or outputs: only the resources."""
 import asyncio
 import base64
+import os
 import random
 
-import pulumi
-from pulumi_command import remote
+if os.environ.get("BENCH_PROFILE"):  # a cProfile of the whole program run, SDK included (as bench/program)
+    import atexit
+    import cProfile
+
+    _profile = cProfile.Profile()
+    _profile.enable()
+    atexit.register(lambda: (_profile.disable(), _profile.dump_stats(os.environ["BENCH_PROFILE"])))
+
+import pulumi  # noqa: E402
+from pulumi_command import remote  # noqa: E402
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKQ"
 LINE = 1024  # characters per line of stdin
