@@ -23,7 +23,10 @@ LAYER="$(lab_ensure_bin_layer)"
 # LAB_CLUSTER=1 and the control plane up: a reset node is a new machine (its
 # Node object is deleted) and gets its kubelet kubeconfig again.
 cluster=0
-if lab_cluster_wanted && lab_control_plane_ready; then cluster=1; fi
+if lab_cluster_wanted && lab_control_plane_ready; then
+  cluster=1
+  lab_control_plane_up # at the version these nodes' kubelets need (restarted if another runs)
+fi
 for node in "${NODES[@]}"; do
   lab_ensure_host_key "$node"
   [ "$cluster" = 1 ] && lab_forget_node_object "$node"

@@ -38,9 +38,12 @@ LAB_KUBELET_VERSION="${LAB_KUBELET_VERSION:-1.23.17}"
 LAB_KUBELET_VERSION="v${LAB_KUBELET_VERSION#v}"
 LAB_CRICTL_VERSION="${LAB_CRICTL_VERSION:-v1.34.0}"
 # LAB_SOURCE=cri-dockerd (lab_source_wanted): the kubelet of those nodes (no
-# dockershim from 1.24 on; the module the control plane builds too) and the CRI
-# endpoint kubeadm records for them (its flags and the cri-socket annotation).
-LAB_CRI_DOCKERD_KUBELET_VERSION=v1.24.17
+# dockershim from 1.24 on; by default the module the control plane builds too;
+# LAB_CRI_DOCKERD_KUBELET_VERSION=1.28.15 a kubelet past 1.27, with a control
+# plane of its own version: lab_control_plane_version) and the CRI endpoint
+# kubeadm records for them (its flags and the cri-socket annotation).
+LAB_CRI_DOCKERD_KUBELET_VERSION="${LAB_CRI_DOCKERD_KUBELET_VERSION:-v1.24.17}"
+LAB_CRI_DOCKERD_KUBELET_VERSION="v${LAB_CRI_DOCKERD_KUBELET_VERSION#v}"
 LAB_CRI_DOCKERD_ENDPOINT=unix:///var/run/cri-dockerd.sock
 # the sandbox image of the Docker era's kubeadm flags and of the stack's target
 LAB_PAUSE_IMAGE="${LAB_PAUSE_IMAGE:-registry.k8s.io/pause:3.6}"
@@ -590,16 +593,37 @@ lab_node_cri_socket() {
   if [ "$(lab_node_source "$1")" = cri-dockerd ]; then echo "$LAB_CRI_DOCKERD_ENDPOINT"; else echo /var/run/dockershim.sock; fi
 }
 
-# lab_cri_dockerd_flags NODE: kubeadm-flags.env as kubeadm 1.24 writes it for a
+# lab_cri_dockerd_flags NODE: kubeadm-flags.env as kubeadm writes it for a
 # node on cri-dockerd: the remote runtime at cri-dockerd's socket and the
 # sandbox image of the Docker-era file; no dockershim flags (a 1.24 kubelet
-# refuses --network-plugin). On a fresh disk only: shimless rewrites it later.
+# refuses --network-plugin), and from 1.27 no --container-runtime (the kubelet
+# refuses it). On a fresh disk only: shimless rewrites it later.
 lab_cri_dockerd_flags() {
-  local f infra
+  local f infra remote="--container-runtime=remote "
   f="$(node_root "$1")/var/lib/kubelet/kubeadm-flags.env"
   infra="$(grep -o -- '--pod-infra-container-image=[^ "]*' "$f")" || die "$1: no --pod-infra-container-image in $f"
-  printf 'KUBELET_KUBEADM_ARGS="--container-runtime=remote --container-runtime-endpoint=%s %s"\n' \
-    "$LAB_CRI_DOCKERD_ENDPOINT" "$infra" >"$f"
+  [ "$(lab_minor "$LAB_CRI_DOCKERD_KUBELET_VERSION")" -ge 27 ] && remote=""
+  printf 'KUBELET_KUBEADM_ARGS="%s--container-runtime-endpoint=%s %s"\n' \
+    "$remote" "$LAB_CRI_DOCKERD_ENDPOINT" "$infra" >"$f"
+}
+
+# lab_minor VERSION: the minor of v1.MINOR.PATCH.
+lab_minor() { local v=${1#v}; v=${v#*.}; echo "${v%%.*}"; }
+
+# The control plane's version: its default (lab/control-plane/common.sh), or
+# the cri-dockerd nodes' kubelet when that is newer (a kubelet may not be newer
+# than its API server). CP_K8S_VERSION set by hand wins.
+lab_control_plane_version() {
+  local cp
+  # shellcheck disable=SC2016  # the sed script matches the text ${CP_K8S_VERSION:-...}
+  cp=${CP_K8S_VERSION:-$(sed -n 's/^CP_K8S_VERSION="\${CP_K8S_VERSION:-\(.*\)}"$/\1/p' "$LAB_DIR/control-plane/common.sh")}
+  [ -n "$cp" ] || die "no default CP_K8S_VERSION in lab/control-plane/common.sh"
+  cp="v${cp#v}"
+  if [ -z "${CP_K8S_VERSION:-}" ] && lab_cri_dockerd_wanted &&
+    [ "$(lab_minor "$LAB_CRI_DOCKERD_KUBELET_VERSION")" -gt "$(lab_minor "$cp")" ]; then
+    cp=$LAB_CRI_DOCKERD_KUBELET_VERSION
+  fi
+  echo "$cp"
 }
 
 # Per-node identity and access, written into the (mounted) root filesystem.
@@ -887,7 +911,7 @@ for pod in json.load(sys.stdin).get("items") or []:
 
 lab_node_runtime() {
   local mode=dockershim
-  lab_ssh "$1" 'grep -q container-runtime=remote /var/lib/kubelet/kubeadm-flags.env' </dev/null 2>/dev/null && mode=remote
+  lab_ssh "$1" "grep -Eq 'container-runtime=remote|container-runtime-endpoint=' /var/lib/kubelet/kubeadm-flags.env" </dev/null 2>/dev/null && mode=remote
   if [ "$(lab_node_kubelet "$1")" = standalone ]; then
     local pods
     if pods="$(lab_kubelet_pods "$1" 2>/dev/null)"; then
@@ -929,7 +953,20 @@ lab_check_kubelet_choice() {
 # The control plane answers /readyz (whoever started it).
 lab_control_plane_ready() { bash "$LAB_DIR/control-plane/status.sh" >/dev/null 2>&1; }
 
-lab_control_plane_up() { LAB_STATE_DIR="$LAB_STATE_DIR" bash "$LAB_DIR/control-plane/up.sh"; }
+# Start the control plane at lab_control_plane_version (idempotent). One that
+# runs (or last ran) another version is stopped first and starts on fresh etcd
+# data: the kubelets keep their certificates (same CA) and register again.
+lab_control_plane_up() {
+  local want have file="$LAB_STATE_DIR/control-plane/version"
+  want=$(lab_control_plane_version)
+  have=$(cat "$file" 2>/dev/null || echo "$want")
+  if [ "$have" != "$want" ]; then
+    log "control plane: $have last ran here, $want wanted: stopping it, its etcd data deleted"
+    lab_control_plane_down --purge
+  fi
+  LAB_STATE_DIR="$LAB_STATE_DIR" CP_K8S_VERSION="$want" bash "$LAB_DIR/control-plane/up.sh"
+  echo "$want" >"$file"
+}
 
 lab_control_plane_down() {
   [ -d "$LAB_STATE_DIR/control-plane" ] || return 0

@@ -1,5 +1,5 @@
 """End to end from cri-dockerd (issue 13): the lab's cluster with real
-kubelets 1.24.17 that reach Docker through Mirantis cri-dockerd 0.4.3
+kubelets 1.24.17 (or SHIMLESS_E2E_CRI_DOCKERD_KUBELET) that reach Docker through Mirantis cri-dockerd 0.4.3
 (`LAB_CLUSTER=1 LAB_SOURCE=cri-dockerd`, lab/cri-dockerd/), moved to containerd
 and to CRI-O through the real Pulumi engine with the workload running before
 and after, and rolled back to cri-dockerd when the node never gets Ready.
@@ -26,12 +26,18 @@ from tests.test_e2e_cluster import (WORKLOAD, cluster_stack, deploy_workload, ku
 
 pytestmark = pytest.mark.e2e
 
-LAB_ENV = dict(os.environ, LAB_CLUSTER="1", LAB_SOURCE="cri-dockerd", LAB_CRIO="1")
-KUBELET_VERSION = "v1.24.17"
-# What the lab's kubeadm recorded for these nodes (lab/lib.sh), as kubeadm 1.24 does.
+# The nodes' kubelet: 1.24.17 by default; SHIMLESS_E2E_CRI_DOCKERD_KUBELET=1.28.15 runs this module on
+# kubelets past 1.27 (no --container-runtime, the endpoint in the KubeletConfiguration after the switch)
+# under a control plane of their version (lab/lib.sh lab_control_plane_version). Not in `make test`:
+# that kubelet and control plane are two more builds (README, Lab).
+KUBELET_VERSION = "v" + os.environ.get("SHIMLESS_E2E_CRI_DOCKERD_KUBELET", "1.24.17").removeprefix("v")
+ENDPOINT_IN_CONFIG = int(KUBELET_VERSION.split(".")[1]) >= 27
+LAB_ENV = dict(os.environ, LAB_CLUSTER="1", LAB_SOURCE="cri-dockerd", LAB_CRIO="1",
+               LAB_CRI_DOCKERD_KUBELET_VERSION=KUBELET_VERSION)
+# What the lab's kubeadm recorded for these nodes (lab/lib.sh), as kubeadm of their version does.
 CRI_DOCKERD_SOCKET = "unix:///var/run/cri-dockerd.sock"
-KUBEADM_FLAGS = (f'KUBELET_KUBEADM_ARGS="--container-runtime=remote --container-runtime-endpoint={CRI_DOCKERD_SOCKET} '
-                 '--pod-infra-container-image=k8s.gcr.io/pause:3.6"')
+KUBEADM_FLAGS = ('KUBELET_KUBEADM_ARGS="' + ("" if ENDPOINT_IN_CONFIG else "--container-runtime=remote ")
+                 + f'--container-runtime-endpoint={CRI_DOCKERD_SOCKET} --pod-infra-container-image=k8s.gcr.io/pause:3.6"')
 # The test_e2e_cluster fault, keyed on cri-dockerd's flags instead of dockershim's:
 # off cri-dockerd the kubelet gets a kubeconfig that reaches no API server.
 NEVER_READY_OFF_CRI_DOCKERD = (
@@ -110,7 +116,7 @@ def workload_runs_on_through_api(runtime: str) -> bool:
 
 
 def assert_moved_off_cri_dockerd(name: str, runtime: str) -> None:
-    """Through the API the node runs `runtime` under its 1.24 kubelet, uncordoned,
+    """Through the API the node runs `runtime` under its kubelet (KUBELET_VERSION), uncordoned,
     with kubeadm's annotation naming the runtime; on the node the runtime is on
     and cri-dockerd and Docker left nothing running, enabled or listening."""
     node = node_json(name)
@@ -125,7 +131,13 @@ def assert_moved_off_cri_dockerd(name: str, runtime: str) -> None:
     assert lab.ssh(name, "test -e /run/cri-dockerd.sock", check=False).returncode != 0, \
         f"{name}: /run/cri-dockerd.sock left behind"
     flags = lab.out(name, "cat /var/lib/kubelet/kubeadm-flags.env")
-    assert f"--container-runtime-endpoint={CRI_ENDPOINTS[runtime]}" in flags and "cri-dockerd" not in flags, flags
+    assert "cri-dockerd" not in flags, flags
+    if ENDPOINT_IN_CONFIG:  # 1.27+: the endpoint in the KubeletConfiguration, no runtime flag left
+        assert "--container-runtime" not in flags, flags
+        config = lab.out(name, "cat /var/lib/kubelet/config.yaml")
+        assert f"containerRuntimeEndpoint: {CRI_ENDPOINTS[runtime]}" in config.splitlines(), config
+    else:
+        assert f"--container-runtime-endpoint={CRI_ENDPOINTS[runtime]}" in flags, flags
 
 
 def up_from_cri_dockerd(config: dict, tmp_path, runtime: str):
