@@ -336,7 +336,7 @@ lab_build_crictl() {
 }
 
 # lab/kubelet-real/layer.sh ARGS with the kubelet of the nodes' source:
-# LAB_SOURCE=cri-dockerd nodes run a 1.24 kubelet; dockershim nodes the
+# LAB_SOURCE=cri-dockerd nodes run LAB_CRI_DOCKERD_KUBELET_VERSION; dockershim nodes the
 # script's own default (1.23.17), called exactly as before LAB_SOURCE.
 lab_kubelet_layer() {
   if lab_cri_dockerd_wanted; then
