@@ -64,7 +64,10 @@ READ_PATHS = (KUBEADM_FLAGS, KUBELET_CONFIG, KUBEADM_INSTANCE_CONFIG, DAEMON_JSO
 # --- the files shimless writes ------------------------------------------------
 
 # containerd.service told to run the containerd pre-stage validated
-# (components/runtime_unit.py); sorted after a site's own drop-ins.
+# (components/runtime_unit.py). Sorted after every drop-in a site is likely to
+# have (override.conf from `systemctl edit`, http-proxy.conf, NN-*.conf):
+# systemd applies drop-ins in the lexical order of their names, and the last
+# ExecStart wins.
 CONTAINERD_BINARY_DROP_IN = "/etc/systemd/system/containerd.service.d/zz-shimless-binary.conf"
 # Per target runtime, every file components/desired.py can give a node: a node
 # path, or a pattern where a directory holds one file per registry (`*` stands

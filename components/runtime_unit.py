@@ -25,11 +25,6 @@ from components.model import RuntimeTarget
 from components.render import MANAGED_HEADER, _systemd_env_value
 
 CONTAINERD_UNIT = RUNTIME_SERVICES["containerd"]
-# Sorted after every drop-in a site is likely to have (override.conf from
-# `systemctl edit`, http-proxy.conf, NN-*.conf): systemd applies drop-ins in
-# the lexical order of their file names, and the last ExecStart wins. One of
-# the files the manifest says shimless writes (so the probe reports it).
-BINARY_DROP_IN = CONTAINERD_BINARY_DROP_IN
 
 # Probe facts (scripts/probe.sh): the PATH systemd gives services, the first
 # `containerd` on it and that file's real path, and the unit's own files in the
@@ -107,7 +102,7 @@ def exec_start(unit_files: list[tuple[str, str]]) -> ExecCommand | None:
 def unit_files(facts: NodeFacts) -> list[tuple[str, str]]:
     """containerd.service's unit file and drop-ins as the probe read them, in
     the order systemd applies them, without shimless' own drop-in."""
-    paths = [path for path in facts.get(UNIT_FILES_FACT).split() if path != BINARY_DROP_IN]
+    paths = [path for path in facts.get(UNIT_FILES_FACT).split() if path != CONTAINERD_BINARY_DROP_IN]
     if not paths:
         return []
     fragment, drop_ins = paths[0], sorted(paths[1:], key=posixpath.basename)
@@ -129,7 +124,7 @@ def validated_containerd(facts: NodeFacts, target: RuntimeTarget) -> str:
 
 
 def binary_drop_in(facts: NodeFacts, target: RuntimeTarget) -> dict[str, str]:
-    """{BINARY_DROP_IN: content} when containerd.service must be told to run
+    """{CONTAINERD_BINARY_DROP_IN: content} when containerd.service must be told to run
     the validated containerd; {} when its own ExecStart already runs it (or
     nothing is known to run). A drop-in shimless wrote earlier stays managed,
     rewritten for the binary validated now: it is never left behind naming an
@@ -140,9 +135,9 @@ def binary_drop_in(facts: NodeFacts, target: RuntimeTarget) -> dict[str, str]:
     if not binary or not path or own is None:
         return {}
     real = facts.get(CONTAINERD_REALPATH_FACT) or binary
-    if own.executable in (binary, real) and BINARY_DROP_IN not in facts.files:
+    if own.executable in (binary, real) and CONTAINERD_BINARY_DROP_IN not in facts.files:
         return {}
-    return {BINARY_DROP_IN: render_binary_drop_in(own.with_executable(binary), posixpath.dirname(real), path)}
+    return {CONTAINERD_BINARY_DROP_IN: render_binary_drop_in(own.with_executable(binary), posixpath.dirname(real), path)}
 
 
 def service_path(shim_dir: str, systemd_path: str) -> str:

@@ -25,8 +25,8 @@ import re
 
 import pytest
 
+from components.manifest import CONTAINERD_BINARY_DROP_IN
 from components.model import CRI_ENDPOINTS, CRI_SOCKET_ANNOTATION, RUNTIME_LABEL
-from components.runtime_unit import BINARY_DROP_IN
 from tests import lab
 from tests.test_containerd2 import VERSION
 from tests.test_e2e_cluster import (STATIC_POD, STATIC_POD_YAML, WORKLOAD, cluster_stack, deploy_workload, drift_json,
@@ -129,8 +129,8 @@ def assert_on_containerd_2(name: str) -> None:
     assert node["metadata"]["labels"][RUNTIME_LABEL] == "containerd"
     assert not node["spec"].get("unschedulable"), f"{name} left cordoned"
     assert service_binary(name) == f"{NEW_DIR}/containerd"
-    assert BINARY_DROP_IN in drop_ins(name)
-    assert f"ExecStart={NEW_CONTAINERD}" in lab.out(name, f"cat {BINARY_DROP_IN}")
+    assert CONTAINERD_BINARY_DROP_IN in drop_ins(name)
+    assert f"ExecStart={NEW_CONTAINERD}" in lab.out(name, f"cat {CONTAINERD_BINARY_DROP_IN}")
     assert lab.out(name, f"grep ^ExecStart= {CONTAINERD_UNIT}") == f"ExecStart={DOCKER_CONTAINERD}"
     assert lab.out(name, f"grep '^version = ' {CONTAINERD_CONFIG}") == "version = 4"
     shims = cri_shims(name)
@@ -147,7 +147,7 @@ def test_nodes_start_on_docker_with_containerd_2_beside_its_1_6(containerd2_lab)
         assert node_json(name)["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("docker://")
         # Docker's containerd 1.6 serves Docker under its own unit; 2.4.2 is first on PATH, not running.
         assert service_binary(name) == DOCKER_CONTAINERD
-        assert BINARY_DROP_IN not in drop_ins(name)
+        assert CONTAINERD_BINARY_DROP_IN not in drop_ins(name)
         assert f"v{VERSION}" in lab.out(name, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin "
                                               "containerd --version")
         assert "1.6.20" in lab.out(name, f"{DOCKER_CONTAINERD} --version")
@@ -171,7 +171,7 @@ def test_up_moves_dockershim_nodes_to_containerd_2_and_keeps_them_there(containe
     for name, node in nodes.items():
         assert (node["runtimeBefore"], node["runtimeAfter"], node["runtimeVersion"]) == ("docker", "containerd",
                                                                                           VERSION), name
-        assert BINARY_DROP_IN in node["files"], name
+        assert CONTAINERD_BINARY_DROP_IN in node["files"], name
     for name in lab.NODES:
         assert_on_containerd_2(name)
         assert lab.out(name, f"sha256sum {CONTAINERD_UNIT}") == units[name]
@@ -218,8 +218,8 @@ def test_node_never_ready_on_containerd_2_is_rolled_back_to_docker_on_its_1_6(co
         wait_for("lab-w1 Ready on docker:// after the rollback", lambda: ready_on("lab-w1", "docker"))
         # Docker is back on its containerd 1.6: shimless' drop-in is gone, the unit runs its own
         # binary on Docker's config again, both files as they were.
-        assert BINARY_DROP_IN not in drop_ins("lab-w1")
-        assert lab.ssh("lab-w1", f"test -e {BINARY_DROP_IN}", check=False).returncode != 0
+        assert CONTAINERD_BINARY_DROP_IN not in drop_ins("lab-w1")
+        assert lab.ssh("lab-w1", f"test -e {CONTAINERD_BINARY_DROP_IN}", check=False).returncode != 0
         assert service_binary("lab-w1") == DOCKER_CONTAINERD
         assert lab.out("lab-w1", f"sha256sum {CONTAINERD_CONFIG} {CONTAINERD_UNIT}") == before
         for unit in ("docker.socket", "docker.service", "containerd.service"):

@@ -17,8 +17,9 @@ from components.bundle import probe_script
 from components.config import parse_target
 from components.desired import desired_state
 from components.facts import NodeFacts, parse_probe_output
+from components.manifest import CONTAINERD_BINARY_DROP_IN
 from components.plan import plan_node
-from components.runtime_unit import BINARY_DROP_IN, binary_drop_in, exec_start, parse_exec_command
+from components.runtime_unit import binary_drop_in, exec_start, parse_exec_command
 from tests.conftest import ROOT, docker_era_facts
 
 SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -102,7 +103,7 @@ def test_execstart_lines_are_read_as_systemd_reads_them():
 
 def test_a_newer_containerd_beside_dockers_gets_the_drop_in():
     files = binary_drop_in(node_facts(), target(version="2.4.2"))
-    assert files == {BINARY_DROP_IN: EXPECTED_DROP_IN}
+    assert files == {CONTAINERD_BINARY_DROP_IN: EXPECTED_DROP_IN}
     # target.version matches as pre-stage's version_ok does: as a prefix; "" takes the first on PATH
     assert binary_drop_in(node_facts(), target(version="2.4")) == files
     assert binary_drop_in(node_facts(), target()) == files
@@ -135,18 +136,18 @@ def test_no_drop_in_when_pre_stage_installs_or_nothing_is_known():
 def test_the_units_own_arguments_are_kept_and_shimless_own_drop_in_is_not_the_units_own():
     own = DEBIAN_UNIT.replace("ExecStart=/usr/bin/containerd", "ExecStart=/usr/bin/containerd --log-level warn")
     ours = EXPECTED_DROP_IN.replace("/usr/local/bin/containerd", "/usr/local/bin/containerd --log-level warn")
-    listed = {"unitfiles.containerd.service": f"{DEBIAN_UNIT_PATH} {BINARY_DROP_IN}"}
-    facts = node_facts(listed, {DEBIAN_UNIT_PATH: own, BINARY_DROP_IN: ours})
-    assert binary_drop_in(facts, target(version="2.4.2")) == {BINARY_DROP_IN: ours}
+    listed = {"unitfiles.containerd.service": f"{DEBIAN_UNIT_PATH} {CONTAINERD_BINARY_DROP_IN}"}
+    facts = node_facts(listed, {DEBIAN_UNIT_PATH: own, CONTAINERD_BINARY_DROP_IN: ours})
+    assert binary_drop_in(facts, target(version="2.4.2")) == {CONTAINERD_BINARY_DROP_IN: ours}
 
 
 def test_a_drop_in_shimless_wrote_stays_managed_for_the_binary_validated_now():
     # the site moved its own unit to the new binary: the drop-in stays, naming it, and is never left stale
     stale = EXPECTED_DROP_IN.replace("/usr/local/bin/containerd", "/usr/local/bin/containerd-old")
     own = DEBIAN_UNIT.replace("/usr/bin/containerd", "/usr/local/bin/containerd")
-    facts = node_facts({"unitfiles.containerd.service": f"{DEBIAN_UNIT_PATH} {BINARY_DROP_IN}"},
-                       {DEBIAN_UNIT_PATH: own, BINARY_DROP_IN: stale})
-    assert binary_drop_in(facts, target()) == {BINARY_DROP_IN: EXPECTED_DROP_IN}
+    facts = node_facts({"unitfiles.containerd.service": f"{DEBIAN_UNIT_PATH} {CONTAINERD_BINARY_DROP_IN}"},
+                       {DEBIAN_UNIT_PATH: own, CONTAINERD_BINARY_DROP_IN: stale})
+    assert binary_drop_in(facts, target()) == {CONTAINERD_BINARY_DROP_IN: EXPECTED_DROP_IN}
 
 
 def test_the_shim_directory_leads_the_path_once():
@@ -160,30 +161,30 @@ def test_the_shim_directory_leads_the_path_once():
 
 def test_the_drop_in_is_a_desired_file_beside_the_config_for_2_x():
     desired = desired_state(node_facts(), target(version="2.4.2"))
-    assert desired.files[BINARY_DROP_IN] == EXPECTED_DROP_IN
+    assert desired.files[CONTAINERD_BINARY_DROP_IN] == EXPECTED_DROP_IN
     assert desired.files["/etc/containerd/config.toml"].splitlines()[1] == "version = 4"
-    assert BINARY_DROP_IN not in desired_state(docker_era_facts(), target()).files
+    assert CONTAINERD_BINARY_DROP_IN not in desired_state(docker_era_facts(), target()).files
 
 
 def test_preview_shows_it_and_drift_on_it_is_repaired(node):
     node = replace(node, target=target(version="2.4.2"))
     plan = plan_node(node, node_facts(), stamp="20260101T000000Z")
-    assert plan.action == "migrate" and BINARY_DROP_IN in plan.summary()["files"]
+    assert plan.action == "migrate" and CONTAINERD_BINARY_DROP_IN in plan.summary()["files"]
     # the node as the switch leaves it: every desired file in place, Docker off, the token recorded
     migrated = NodeFacts(
         facts={**node_facts().facts, "unit.docker.service": "disabled/inactive", "unit.docker.socket":
                "disabled/inactive", "shimless.token": plan.token,
-               "unitfiles.containerd.service": f"{DEBIAN_UNIT_PATH} {BINARY_DROP_IN}",
+               "unitfiles.containerd.service": f"{DEBIAN_UNIT_PATH} {CONTAINERD_BINARY_DROP_IN}",
                "kubelet.cmdline": "kubelet --container-runtime-endpoint=unix:///run/containerd/containerd.sock"},
         files={**node_facts().files, **plan.files})
     assert plan_node(node, migrated).action == "in-sync"
     for tampered, found in ((None, "missing"), (EXPECTED_DROP_IN.replace("/usr/local/bin", "/usr/bin"), "differs")):
-        files = {path: text for path, text in migrated.files.items() if path != BINARY_DROP_IN}
+        files = {path: text for path, text in migrated.files.items() if path != CONTAINERD_BINARY_DROP_IN}
         if tampered is not None:
-            files[BINARY_DROP_IN] = tampered
+            files[CONTAINERD_BINARY_DROP_IN] = tampered
         again = plan_node(node, replace(migrated, files=files), stamp="20260102T000000Z")
         assert again.action == "repair"
-        assert [d.fact for d in again.drift] == [BINARY_DROP_IN] and again.drift[0].found.startswith(found)
+        assert [d.fact for d in again.drift] == [CONTAINERD_BINARY_DROP_IN] and again.drift[0].found.startswith(found)
 
 
 # --- on the node: the probe, pre-stage's check, the switch's backup ------------
@@ -249,7 +250,7 @@ def test_the_probe_reports_the_containerd_systemd_runs_and_the_units_own_files(b
         (beside["NEW"], f"{beside['RELEASE']}/containerd", "2.4.2")
     assert facts.get("unitfiles.containerd.service") == DEBIAN_UNIT_PATH
     assert facts.files[DEBIAN_UNIT_PATH] == DEBIAN_UNIT
-    drop_in = binary_drop_in(facts, target(version="2.4.2"))[BINARY_DROP_IN]
+    drop_in = binary_drop_in(facts, target(version="2.4.2"))[CONTAINERD_BINARY_DROP_IN]
     assert f"ExecStart={beside['NEW']}\n" in drop_in
     assert f'Environment="PATH={beside["RELEASE"]}:{beside["FAKE_SYSTEMD_PATH"]}"' in drop_in
 
@@ -269,8 +270,8 @@ def bundle_with(tmp_path: Path, drop_in: str | None) -> Path:
     shutil.rmtree(bundle, ignore_errors=True)
     (bundle / "root").mkdir(parents=True)
     if drop_in is not None:
-        (bundle / "root" / BINARY_DROP_IN.lstrip("/")).parent.mkdir(parents=True)
-        (bundle / "root" / BINARY_DROP_IN.lstrip("/")).write_text(drop_in)
+        (bundle / "root" / CONTAINERD_BINARY_DROP_IN.lstrip("/")).parent.mkdir(parents=True)
+        (bundle / "root" / CONTAINERD_BINARY_DROP_IN.lstrip("/")).write_text(drop_in)
     return bundle
 
 
@@ -336,7 +337,7 @@ def test_the_switch_backs_the_absent_drop_in_up_so_that_a_rollback_removes_it(tm
     the node did not have is listed as absent and removed again (with the directory made for it),
     Docker's config comes back as it was, and the runtime's service is restored before Docker's units."""
     node = tmp_path / "node"
-    config, drop_in = node / "etc/containerd/config.toml", node / BINARY_DROP_IN.lstrip("/")
+    config, drop_in = node / "etc/containerd/config.toml", node / CONTAINERD_BINARY_DROP_IN.lstrip("/")
     config.parent.mkdir(parents=True)
     config.write_text('disabled_plugins = ["cri"]\n')
     bundle = tmp_path / "bundle"
