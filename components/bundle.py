@@ -45,12 +45,13 @@ def launcher() -> str:
     return f"SHIMLESS_RUN={shlex.quote(manifest.RUN_DIR)}\n" + script("entry.sh")
 
 
-def probe_script(pause_image: str = "") -> str:
-    """scripts/probe.sh after the manifest (which units and files to report)
-    and the target's sandbox image, and after scripts/node-lib.sh: the probe
-    counts Docker's images with the selection pre-stage copies them by."""
+def probe_script(pause_image: str = "", runtime: str = "") -> str:
+    """scripts/probe.sh after the manifest (which units and files to report),
+    the target runtime and its sandbox image, and after scripts/node-lib.sh:
+    the probe counts Docker's images with the selection pre-stage copies them
+    by, less what the target's store already holds."""
     return (manifest.shell() + f"PROBE_PAUSE_IMAGE={shlex.quote(pause_image)}\n"
-            + script("node-lib.sh") + script("probe.sh"))
+            + f"PROBE_RUNTIME={shlex.quote(runtime)}\n" + script("node-lib.sh") + script("probe.sh"))
 
 
 def bundle(step: str, variables: dict[str, object], files: dict[str, str] | None = None) -> str:

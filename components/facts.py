@@ -83,18 +83,28 @@ class NodeFacts:
     def images_to_carry(self, mode: str) -> ImagesToCarry:
         """What pre-stage would carry from Docker under target.images `mode`, as
         the probe counted it with pre-stage's own selection (node-lib.sh
-        images_to_carry): nothing for `none`, when Docker is not running or when
-        the probe did not say. Images already in the target's store are counted
-        too: the probe does not look there."""
+        images_to_carry, images_wanted): the images with a name the target can
+        take and does not hold yet under the same ID. Nothing for `none`, when
+        Docker is not running or when the probe did not say."""
         if mode not in IMAGE_CARRY:
             raise ValueError(f"unknown target.images {mode!r}")
         if mode == "none":
             return ImagesToCarry(0, 0)
         return ImagesToCarry(self._count(f"images.{mode}.count"), self._count(f"images.{mode}.bytes"))
 
+    def digests_not_carried(self, mode: str) -> tuple[int, int]:
+        """Under target.images `mode`, the registry digest names (repo@sha256:...)
+        of the selected images the target cannot take, and how many of those
+        images get no name at all (known only by digest): CRI-O's, which checks
+        that what it stores has the digest; the probe reports 0 for containerd."""
+        if mode not in ("pods", "all"):
+            return 0, 0
+        return self._count(f"images.{mode}.digests"), self._count(f"images.{mode}.nameless")
+
     @property
     def untagged_images(self) -> int:
-        """Docker's images without a tag, which no target.images mode carries."""
+        """Docker's dangling images (neither a tag nor a registry digest), which
+        no target.images mode carries."""
         return self._count("images.untagged")
 
     def _count(self, key: str) -> int:

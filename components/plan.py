@@ -167,9 +167,18 @@ def _image_warnings(facts: NodeFacts, mode: str, action: str) -> list[str]:
             return [f"Docker is not running: no image to carry (target.images: {mode}); "
                     "the pods pull theirs again after the switch"]
         return []
+    warnings = []
+    digests, nameless = facts.digests_not_carried(mode)
+    if digests:
+        lost = f"; {nameless} image{'s' if nameless != 1 else ''} Docker knows only by digest not carried at all" \
+            if nameless else ""
+        warnings.append(f"{digests} registry digest name{'s' if digests != 1 else ''} (repo@sha256:...) not carried "
+                        f"into CRI-O{lost}: a copy out of Docker cannot have the digest its registry gave it, so pods "
+                        "that name an image by digest pull it again after the switch")
     if mode == "all" and facts.untagged_images:
-        return [f"{facts.untagged_images} of Docker's images have no tag and are not carried"]
-    return []
+        warnings.append(f"{facts.untagged_images} of Docker's images are dangling (no tag, no digest) "
+                        "and are not carried")
+    return warnings
 
 
 def _unplannable(node: NodeSpec, facts: NodeFacts, api_drift: tuple[Drift, ...]) -> str:

@@ -81,7 +81,7 @@ def run_over_ssh(node: NodeSpec, private_key: str, stdin: str, *, timeout: int) 
 
 def probe_node(node: NodeSpec, private_key: str, *, timeout: int = PROBE_TIMEOUT_SECONDS) -> ProbeResult:
     try:
-        done = run_over_ssh(node, private_key, probe_script(node.target.pause_image), timeout=timeout)
+        done = run_over_ssh(node, private_key, probe_script(node.target.pause_image, node.target.runtime), timeout=timeout)
     except subprocess.TimeoutExpired:
         return ProbeResult(node.name, None, f"ssh {node.user}@{node.host}:{node.port} timed out after {timeout}s")
     if done.returncode != 0:

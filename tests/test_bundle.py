@@ -90,9 +90,9 @@ def test_no_script_keeps_a_copy_of_the_manifest(name):
         assert path not in text, (name, path)
 
 
-def test_the_probe_gets_the_manifest_its_sandbox_image_and_the_shared_image_selection():
-    text = probe_script("registry.k8s.io/pause:3.9")
-    assert text == (manifest.shell() + "PROBE_PAUSE_IMAGE=registry.k8s.io/pause:3.9\n"
+def test_the_probe_gets_the_manifest_its_target_and_sandbox_image_and_the_shared_image_selection():
+    text = probe_script("registry.k8s.io/pause:3.9", "cri-o")
+    assert text == (manifest.shell() + "PROBE_PAUSE_IMAGE=registry.k8s.io/pause:3.9\nPROBE_RUNTIME=cri-o\n"
                     + script("node-lib.sh") + script("probe.sh"))
 
 

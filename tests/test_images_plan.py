@@ -4,6 +4,7 @@ images_to_carry), asked of a fake `docker`; the plan shows it per node and
 never takes images for drift."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -34,11 +35,14 @@ def image_id(letter: str) -> str:
 IMAGES = {
     image_id("a"): {"tags": [PAUSE], "size": 700_000},
     image_id("b"): {"tags": [INFRA], "size": 680_000},
-    image_id("c"): {"tags": ["nginx:1.25", "localhost/web:prod"], "size": 190_000_000},
+    image_id("c"): {"tags": ["nginx:1.25", "localhost/web:prod"], "size": 190_000_000,
+                    "digests": [f"nginx@sha256:{'1' * 64}"]},  # pulled by tag: its registry digest too
     image_id("d"): {"tags": ["busybox:1.36"], "size": 4_000_000},  # only a container outside Kubernetes runs it
-    image_id("e"): {"tags": [], "size": 50_000_000},  # a pod's image pulled by digest: no tag
+    image_id("e"): {"tags": [], "size": 50_000_000,  # a pod's image pulled by digest: no tag
+                    "digests": [f"registry.example/app@sha256:{'2' * 64}"]},
     image_id("f"): {"tags": [], "size": 10_000},  # dangling
 }
+NGINX_DIGEST, APP_DIGEST = IMAGES[image_id("c")]["digests"][0], IMAGES[image_id("e")]["digests"][0]
 CONTAINERS = {
     "k8s_POD_web-1_default_0a1b_0": image_id("b"),
     "k8s_web_web-1_default_0a1b_0": image_id("c"),
@@ -46,8 +50,8 @@ CONTAINERS = {
     "builder": image_id("d"),
 }
 # pods: the pod containers' images, the pause image and the kubelet's infra
-# image, untagged ones left out; all: every tagged image.
-PODS = {image_id("a"), image_id("b"), image_id("c")}
+# image; all: every image with a name (a tag or a registry digest).
+PODS = {image_id("a"), image_id("b"), image_id("c"), image_id("e")}
 ALL = PODS | {image_id("d")}
 
 # `docker` as the probe and pre-stage ask it, answering from FAKE_DOCKER_DATA and
@@ -67,6 +71,13 @@ def option(name):
 if args[:1] == ["ps"] and "-aq" in args:
     wanted = option("--filter").removeprefix("name=")
     print("\n".join(name for name in containers if wanted in name))
+elif args[:1] == ["save"]:
+    # not an archive: what it holds, for the fake ctr to import
+    held = {}
+    for ref in args[1:]:
+        ident = ref if ref in images else next(i for i, image in images.items() if ref in image["tags"])
+        held.setdefault(ident, []).extend([] if ref == ident else [ref])
+    json.dump([{"id": ident, "tags": tags} for ident, tags in held.items()], sys.stdout)
 elif args[:1] == ["images"] and "-q" in args:
     for ident, image in images.items():
         for _ in image["tags"] or [None]:
@@ -86,8 +97,10 @@ elif args[:2] == ["image", "inspect"]:
             print(images[ident]["size"])
         elif form == "{{.Size}} {{len .RootFS.Layers}}":
             print(images[ident]["size"], images[ident].get("layers", 1))
-        elif form == "{{range .RepoTags}}{{$.Id}} {{.}}{{println}}{{end}}":
-            print("".join(f"{ident} {tag}\n" for tag in images[ident]["tags"]))
+        elif form == ("{{range .RepoTags}}{{$.Id}} {{.}}{{println}}{{end}}"
+                      "{{range .RepoDigests}}{{$.Id}} {{.}}{{println}}{{end}}"):
+            names = images[ident]["tags"] + images[ident].get("digests", [])
+            print("".join(f"{ident} {name}\n" for name in names))
         else:
             sys.exit(f"fake docker: format {form!r} not faked")
     sys.exit(1 if failed else 0)
@@ -95,6 +108,83 @@ else:
     print("Cannot connect to the Docker daemon", file=sys.stderr)
     sys.exit(1)
 '''
+
+# ctr -n k8s.io: containerd's image names and content in FAKE_CTR_STORE
+# ({"names": {name: target digest}, "blobs": {digest: JSON}}); import reads
+# what the fake `docker save` wrote (its tags, named as ctr names them; with
+# --index-name an index kept under that name); every call in FAKE_CTR_STORE.log.
+FAKE_CTR = r'''#!/usr/bin/env python3
+import hashlib, json, os, sys
+path = os.environ["FAKE_CTR_STORE"]
+state = json.load(open(path)) if os.path.exists(path) else {"names": {}, "blobs": {}}
+names, blobs = state["names"], state["blobs"]
+args = sys.argv[1:]
+with open(path + ".log", "a") as log:
+    log.write(" ".join(args) + "\n")
+assert args[:2] == ["-n", "k8s.io"], args
+args = args[2:]
+
+def qualified(ref):
+    first = ref.split("/")[0]
+    if first == ref:
+        return "docker.io/library/" + ref
+    return ref if "." in first or ":" in first or first == "localhost" else "docker.io/" + ref
+
+def put(content):
+    text = json.dumps(content, separators=(",", ":"))
+    digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    blobs[digest] = text
+    return digest
+
+def manifest(ident):
+    return put({"schemaVersion": 2, "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                                               "size": 1, "digest": ident}, "layers": []})
+
+if args == ["images", "ls"]:
+    print("REF TYPE DIGEST SIZE PLATFORMS LABELS")
+    for name, target in names.items():
+        print(f"{name} application/vnd.docker.distribution.manifest.v2+json {target} 1.0 KiB linux/amd64 -")
+elif args[:2] == ["content", "get"] and args[2] in blobs:
+    sys.stdout.write(blobs[args[2]])
+elif args[:3] == ["images", "tag", "--force"] and args[3] in names:
+    names[args[4]] = names[args[3]]
+elif args[:2] == ["images", "import"] and args[-1] == "-":
+    held = json.load(sys.stdin)
+    if "--index-name" in args:
+        names[args[args.index("--index-name") + 1]] = put({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": manifest(entry["id"]),
+             "size": 1} for entry in held]})
+    for entry in held:
+        for tag in entry["tags"]:
+            names[qualified(tag)] = manifest(entry["id"])
+else:
+    sys.exit(f"fake ctr: {args} not faked")
+json.dump(state, open(path, "w"))
+'''
+
+
+def ctr_store(path: Path, names: dict[str, str]) -> None:
+    """FAKE_CTR_STORE holding each name as an image whose config is the given ID."""
+    state = {"names": {}, "blobs": {}}
+    for name, ident in names.items():
+        text = json.dumps({"schemaVersion": 2, "config": {"mediaType": "x", "size": 1, "digest": ident}},
+                          separators=(",", ":"))
+        digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        state["blobs"][digest], state["names"][name] = text, digest
+    path.write_text(json.dumps(state))
+
+
+def ctr_calls(env: dict) -> list[str]:
+    log = Path(env["FAKE_CTR_STORE"] + ".log")
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def with_containerd_socket(text: str, socket: str) -> str:
+    """A script with the manifest's containerd socket moved to `socket`."""
+    line = f"CONTAINERD_SOCKET={manifest.CONTAINERD_SOCKET}\n"
+    assert line in text
+    return text.replace(line, f"CONTAINERD_SOCKET={socket}\n")
+
 
 # systemctl: docker.service active when FAKE_DOCKER_ACTIVE=1, every other unit absent.
 FAKE_SYSTEMCTL = r'''#!/bin/sh
@@ -116,12 +206,13 @@ def fake_node(tmp_path: Path):
     (not /usr/local/bin: no real docker), and the environment they read."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in (("docker", FAKE_DOCKER), ("systemctl", FAKE_SYSTEMCTL)):
+    for name, text in (("docker", FAKE_DOCKER), ("systemctl", FAKE_SYSTEMCTL), ("ctr", FAKE_CTR)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     (tmp_path / "docker.json").write_text(json.dumps({"images": IMAGES, "containers": CONTAINERS}))
     return {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_DOCKER_DATA": str(tmp_path / "docker.json"),
-            "FAKE_DOCKER_LOG": str(tmp_path / "docker.log"), "FAKE_DOCKER_ACTIVE": "1"}
+            "FAKE_DOCKER_LOG": str(tmp_path / "docker.log"), "FAKE_DOCKER_ACTIVE": "1",
+            "FAKE_CTR_STORE": str(tmp_path / "ctr.json")}
 
 
 READ_ONLY = ("ps -aq ", "images -q ", "inspect --format ", "image inspect ", "version ", "info ")
@@ -155,8 +246,8 @@ def test_pods_carries_the_pod_containers_images_the_pause_and_the_infra_image(fa
     flags = tmp_path / "kubeadm-flags.env"
     flags.write_text(f'KUBELET_KUBEADM_ARGS="--network-plugin=cni --pod-infra-container-image={INFRA}"\n')
     lines = carried(fake_node, "pods", flags)
-    assert lines == {(image_id("a"), PAUSE), (image_id("b"), INFRA),
-                     (image_id("c"), "nginx:1.25"), (image_id("c"), "localhost/web:prod")}
+    assert lines == {(image_id("a"), PAUSE), (image_id("b"), INFRA), (image_id("c"), "nginx:1.25"),
+                     (image_id("c"), "localhost/web:prod"), (image_id("c"), NGINX_DIGEST), (image_id("e"), APP_DIGEST)}
 
 
 def test_pods_without_kubeadm_flags_still_has_the_sandboxes_image(fake_node, tmp_path):
@@ -164,9 +255,11 @@ def test_pods_without_kubeadm_flags_still_has_the_sandboxes_image(fake_node, tmp
     assert {ident for ident, _ in carried(fake_node, "pods", tmp_path / "absent")} == PODS
 
 
-def test_all_carries_every_tag_of_every_tagged_image(fake_node, tmp_path):
+def test_all_carries_every_name_of_every_image_that_has_one(fake_node, tmp_path):
     lines = carried(fake_node, "all", tmp_path / "absent")
-    assert lines == {(ident, tag) for ident, image in IMAGES.items() for tag in image["tags"]}
+    assert lines == {(ident, name) for ident, image in IMAGES.items()
+                     for name in image["tags"] + image.get("digests", [])}
+    assert {ident for ident, _ in lines} == ALL
     assert carried(fake_node, "none", tmp_path / "absent") == set()
 
 
@@ -182,9 +275,10 @@ def test_the_selection_is_written_once_and_both_steps_use_it():
 # --- the probe ---------------------------------------------------------------
 
 
-def probe(env: dict) -> NodeFacts:
-    """The whole probe, as ssh runs it, on this machine with the fake Docker."""
-    done = run_bash(probe_script(PAUSE), env)
+def probe(env: dict, runtime: str = "containerd", socket: str = "/nonexistent/containerd.sock") -> NodeFacts:
+    """The whole probe, as ssh runs it, on this machine with the fake Docker
+    (and containerd's store the fake ctr's only when `socket` exists)."""
+    done = run_bash(with_containerd_socket(probe_script(PAUSE, runtime), socket), env)
     return parse_probe_output(done.stdout)
 
 
@@ -199,12 +293,48 @@ def test_the_probe_counts_both_modes_and_the_untagged_images(fake_node):
     assert facts.get("images.docker") == "running" and facts.docker_running
     assert facts.get("images.pods.count") == str(len(PODS)) and facts.get("images.pods.bytes") == str(total(PODS))
     assert facts.get("images.all.count") == str(len(ALL)) and facts.get("images.all.bytes") == str(total(ALL))
-    assert facts.untagged_images == 2
-    assert facts.images_to_carry("pods") == ImagesToCarry(3, 191_380_000)
-    assert facts.images_to_carry("all") == ImagesToCarry(4, 195_380_000)
+    assert facts.untagged_images == 1
+    assert facts.images_to_carry("pods") == ImagesToCarry(4, 241_380_000)
+    assert facts.images_to_carry("all") == ImagesToCarry(5, 245_380_000)
+    assert facts.digests_not_carried("pods") == facts.digests_not_carried("all") == (0, 0)
     assert facts.images_to_carry("none") == ImagesToCarry(0, 0)
     # read-only: nothing but listing and inspecting
     assert all(call.startswith(READ_ONLY) for call in docker_calls(fake_node)), docker_calls(fake_node)
+
+
+def unix_socket(path: Path) -> str:
+    import socket
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.close()
+    return str(path)
+
+
+def test_the_probe_leaves_out_what_containerd_already_holds_under_the_same_id(fake_node, tmp_path):
+    if Path("/var/lib/kubelet/kubeadm-flags.env").exists():
+        pytest.skip("this machine has a kubelet: its infra image would join the pods set")
+    # a re-run after a pre-stage that carried most: the pause image and every
+    # name of nginx are there; the infra image's name holds another image
+    ctr_store(Path(fake_node["FAKE_CTR_STORE"]), {
+        "registry.k8s.io/pause:3.9": image_id("a"), "k8s.gcr.io/pause:3.6": image_id("f"),
+        "docker.io/library/nginx:1.25": image_id("c"), "localhost/web:prod": image_id("c"),
+        f"docker.io/library/{NGINX_DIGEST}": image_id("c")})
+    facts = probe(fake_node, "containerd", unix_socket(tmp_path / "containerd.sock"))
+    assert facts.images_to_carry("pods") == ImagesToCarry(2, 50_680_000)  # b (the infra image) and e
+    assert facts.images_to_carry("all") == ImagesToCarry(3, 54_680_000)  # and d
+    # read-only there too: one listing, and the content of the names that match
+    assert {call.split()[2] for call in ctr_calls(fake_node)} == {"images", "content"}
+    assert sum(call.endswith("images ls") for call in ctr_calls(fake_node)) == 1
+
+
+def test_the_probe_counts_for_cri_o_the_tags_and_the_digest_names_it_cannot_take(fake_node):
+    if Path("/var/lib/kubelet/kubeadm-flags.env").exists():
+        pytest.skip("this machine has a kubelet: its infra image would join the pods set")
+    facts = probe(fake_node, "cri-o")
+    assert facts.images_to_carry("pods") == ImagesToCarry(3, 191_380_000)  # e has no tag
+    assert facts.images_to_carry("all") == ImagesToCarry(4, 195_380_000)
+    assert facts.digests_not_carried("pods") == facts.digests_not_carried("all") == (2, 1)
+    assert facts.untagged_images == 1
 
 
 @pytest.mark.parametrize("why", ["docker.service inactive", "no docker client"])
@@ -217,7 +347,8 @@ def test_without_docker_running_the_probe_reports_nothing_to_carry_and_says_so(f
     assert facts.get("images.docker") == "not-running" and not facts.docker_running
     assert {key: facts.get(key) for key in facts.facts if key.startswith("images.") and key != "images.docker"} == {
         "images.pods.count": "0", "images.pods.bytes": "0", "images.all.count": "0", "images.all.bytes": "0",
-        "images.untagged": "0"}
+        "images.pods.digests": "0", "images.pods.nameless": "0", "images.all.digests": "0",
+        "images.all.nameless": "0", "images.untagged": "0"}
     assert not [call for call in docker_calls(fake_node) if call.split()[0] in ("ps", "images", "image")]
 
 
@@ -303,10 +434,25 @@ def test_docker_not_running_on_a_node_leaving_docker_is_a_warning(node):
     assert not any("Docker is not running" in w for w in plan_node(on(node, "none"), stopped).warnings)
 
 
-def test_untagged_images_are_named_when_all_are_asked_for(node):
-    assert "2 of Docker's images have no tag and are not carried" in \
+def test_dangling_images_are_named_when_all_are_asked_for(node):
+    assert "2 of Docker's images are dangling (no tag, no digest) and are not carried" in \
         plan_node(on(node, "all"), with_images(docker_era_facts())).warnings
-    assert not any("no tag" in w for w in plan_node(node, with_images(docker_era_facts())).warnings)
+    assert not any("dangling" in w for w in plan_node(node, with_images(docker_era_facts())).warnings)
+
+
+def test_digest_names_cri_o_cannot_take_are_a_warning(node):
+    to_crio = replace(node, target=replace(node.target, runtime="cri-o"))
+    facts = with_images(docker_era_facts(), **{"images.pods.digests": "2", "images.pods.nameless": "1"})
+    warnings = [w for w in plan_node(to_crio, facts).warnings if "digest" in w]
+    assert warnings == ["2 registry digest names (repo@sha256:...) not carried into CRI-O; 1 image Docker knows "
+                        "only by digest not carried at all: a copy out of Docker cannot have the digest its "
+                        "registry gave it, so pods that name an image by digest pull it again after the switch"]
+    one = with_images(docker_era_facts(), **{"images.pods.digests": "1", "images.pods.nameless": "0"})
+    assert [w for w in plan_node(to_crio, one).warnings if "digest" in w] == [
+        "1 registry digest name (repo@sha256:...) not carried into CRI-O: a copy out of Docker cannot have the "
+        "digest its registry gave it, so pods that name an image by digest pull it again after the switch"]
+    # under target.images: none nothing is carried, and nothing is said
+    assert not [w for w in plan_node(on(to_crio, "none"), facts).warnings if "digest" in w]
 
 
 def test_a_node_with_nothing_to_do_carries_nothing(node):

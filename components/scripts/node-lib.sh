@@ -50,8 +50,10 @@ unit_active() { systemctl is-active --quiet "$1"; }
 # docker_serves_images: Docker is running and its client is here to ask it.
 docker_serves_images() { unit_active "$DOCKER_SERVICE" && command -v docker >/dev/null 2>&1; }
 
-# images_to_carry MODE PAUSE: the ID and the tags of each image to carry, "ID
-# REF" lines. Untagged images (dangling, or pulled by digest only) have none.
+# images_to_carry MODE PAUSE: the ID and the names of each image to carry, "ID
+# REF" lines: its tags (repo:tag) and the registry digests Docker recorded when
+# it pulled or pushed it (repo@sha256:..., what a pod pinned by digest asks
+# for). Dangling images have neither.
 images_to_carry() {
   local mode=$1 pause=$2 ids infra
   case "$mode" in
@@ -70,7 +72,87 @@ images_to_carry() {
   esac
   [ -n "$ids" ] || return 0
   # shellcheck disable=SC2086  # one argument per image ID
-  docker image inspect --format '{{range .RepoTags}}{{$.Id}} {{.}}{{println}}{{end}}' $ids | grep -v '^$' || true
+  docker image inspect --format \
+    '{{range .RepoTags}}{{$.Id}} {{.}}{{println}}{{end}}{{range .RepoDigests}}{{$.Id}} {{.}}{{println}}{{end}}' \
+    $ids | grep -v '^$' || true
+}
+
+# images_wanted RUNTIME: of images_to_carry's lines on stdin, those the target
+# can take and does not hold yet under that name with the same image ID.
+# CRI-O takes tags only: a registry digest names the manifest the registry
+# served, which Docker did not keep, and a copy out of Docker has another.
+# Needs CTR (containerd) or CRIO_STORAGE (CRI-O) set; unset: the store is empty.
+images_wanted() {
+  local runtime=$1 id ref
+  while read -r id ref; do
+    [ -n "$ref" ] || continue
+    if [ "$runtime" = cri-o ] && [[ "$ref" == *@* ]]; then continue; fi
+    [ "$(target_image_id "$runtime" "$ref")" = "$id" ] && continue
+    printf '%s %s\n' "$id" "$ref"
+  done
+}
+
+# What the target's store calls REF (containerd and containers-storage both
+# keep the fully qualified name: busybox:1 is docker.io/library/busybox:1,
+# nginx@sha256:... is docker.io/library/nginx@sha256:...).
+qualified() {
+  local ref=$1 first=${1%%/*}
+  if [ "$first" = "$ref" ]; then
+    echo "docker.io/library/$ref"
+  elif [[ "$first" != *.* && "$first" != *:* && "$first" != localhost ]]; then
+    echo "docker.io/$ref"
+  else
+    echo "$ref"
+  fi
+}
+
+# The image ID (config digest) containerd's k8s.io namespace holds under REF,
+# or nothing. CTR_IMAGES, when set, is `ctr images ls` read once (the probe).
+containerd_image_id() {
+  local target content
+  [ -n "${CTR:-}" ] || return 0
+  target=$(printf '%s\n' "${CTR_IMAGES-$("$CTR" -n k8s.io images ls 2>/dev/null || true)}" |
+    awk -v r="$1" '$1 == r { print $3 }')
+  [ -n "$target" ] || return 0
+  content=$("$CTR" -n k8s.io content get "$target" 2>/dev/null || true)
+  if [[ "$content" == *'"manifests"'* ]]; then
+    # an index (an image imported on its own keeps one): its first manifest's
+    target=$(grep -o '"digest":"sha256:[0-9a-f]\{64\}"' <<<"$content" | head -1 | grep -o 'sha256:[0-9a-f]*' || true)
+    content=$(if [ -n "$target" ]; then "$CTR" -n k8s.io content get "$target" 2>/dev/null || true; fi)
+  fi
+  grep -o '"config":{[^}]*}' <<<"$content" | grep -o 'sha256:[0-9a-f]\{64\}' | head -1 || true
+}
+
+crio_setting() { sed -n "s/^[[:space:]]*#\{0,1\}[[:space:]]*$1 = \"\(.*\)\"\$/\1/p" | head -1; }
+
+# crio_storage: sets CRIO_STORAGE, containers-storage as CRI-O uses it
+# ([driver@root+runroot]), and CRIO_ROOT; fails when `crio config` cannot say.
+crio_storage() {
+  local conf driver root runroot
+  conf=$(crio config 2>/dev/null) || return 1
+  # `crio config` prints the effective configuration; values equal to CRI-O's
+  # defaults come commented out ("# root = ..."), and count all the same.
+  driver=$(crio_setting storage_driver <<<"$conf")
+  root=$(crio_setting root <<<"$conf")
+  runroot=$(crio_setting runroot <<<"$conf")
+  if [ -z "$root" ] || [ -z "$runroot" ]; then return 1; fi
+  CRIO_STORAGE="[${driver:+$driver@}$root+$runroot]"
+  CRIO_ROOT=$root
+}
+
+crio_image_id() {
+  local config
+  [ -n "${CRIO_STORAGE:-}" ] || return 0
+  config=$(skopeo inspect --config --raw "containers-storage:$CRIO_STORAGE$1" 2>/dev/null) || return 0
+  printf '%s' "$config" | sha256sum | awk '{ print "sha256:" $1 }'
+}
+
+# target_image_id RUNTIME REF: the image ID the target's store holds as Docker's REF.
+target_image_id() {
+  case "$1" in
+    containerd) containerd_image_id "$(qualified "$2")" ;;
+    cri-o) crio_image_id "$(qualified "$2")" ;;
+  esac
 }
 
 # cri_answers ENDPOINT: the runtime answers CRI Version and Status.

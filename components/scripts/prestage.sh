@@ -135,58 +135,6 @@ install_distro() {
 # only what the target does not already hold with the same image ID. Which
 # images: images_to_carry (node-lib.sh), the selection the probe counts too.
 
-# What the target's store calls REF (containerd and containers-storage both
-# keep the fully qualified name: busybox:1 is docker.io/library/busybox:1).
-qualified() {
-  local ref=$1 first=${1%%/*}
-  if [ "$first" = "$ref" ]; then
-    echo "docker.io/library/$ref"
-  elif [[ "$first" != *.* && "$first" != *:* && "$first" != localhost ]]; then
-    echo "docker.io/$ref"
-  else
-    echo "$ref"
-  fi
-}
-
-# The image ID (config digest) the target holds under REF, or nothing.
-containerd_image_id() {
-  local manifest
-  manifest=$("$CTR" -n k8s.io images ls 2>/dev/null | awk -v r="$1" '$1 == r { print $3 }')
-  [ -n "$manifest" ] || return 0
-  "$CTR" -n k8s.io content get "$manifest" 2>/dev/null |
-    grep -o '"config":{[^}]*}' | grep -o 'sha256:[0-9a-f]\{64\}' | head -1 || true
-}
-
-crio_setting() { sed -n "s/^[[:space:]]*#\{0,1\}[[:space:]]*$1 = \"\(.*\)\"\$/\1/p" | head -1; }
-
-# CRIO_STORAGE: containers-storage as CRI-O uses it ([driver@root+runroot]); CRIO_ROOT.
-crio_storage() {
-  local conf driver root runroot
-  conf=$(crio config 2>/dev/null) || die "'crio config' failed: cannot tell where CRI-O keeps its images"
-  # `crio config` prints the effective configuration; values equal to CRI-O's
-  # defaults come commented out ("# root = ..."), and count all the same.
-  driver=$(crio_setting storage_driver <<<"$conf")
-  root=$(crio_setting root <<<"$conf")
-  runroot=$(crio_setting runroot <<<"$conf")
-  if [ -z "$root" ] || [ -z "$runroot" ]; then die "'crio config' names no storage root/runroot"; fi
-  CRIO_STORAGE="[${driver:+$driver@}$root+$runroot]"
-  CRIO_ROOT=$root
-}
-
-crio_image_id() {
-  local config
-  config=$(skopeo inspect --config --raw "containers-storage:$CRIO_STORAGE$1" 2>/dev/null) || return 0
-  printf '%s' "$config" | sha256sum | awk '{ print "sha256:" $1 }'
-}
-
-# target_image_id RUNTIME REF: the image ID the target's store holds as Docker's REF.
-target_image_id() {
-  case "$1" in
-    containerd) containerd_image_id "$(qualified "$2")" ;;
-    cri-o) crio_image_id "$(qualified "$2")" ;;
-  esac
-}
-
 # The directory the target keeps its images under (for the space check).
 store_dir() {
   local dir binary
@@ -204,7 +152,7 @@ store_dir() {
 }
 
 carry_images() {
-  local mode=$1 runtime=$2 pause=$3 start=$SECONDS list todo="" id ref have ids count=0 bytes=0 need avail dir
+  local mode=$1 runtime=$2 pause=$3 start=$SECONDS list todo id ref have ids count=0 bytes=0 need avail dir skipped
   CARRIED_IMAGES=0 CARRIED_BYTES=0 CARRIED_SECONDS=0
   if [ "$mode" = none ]; then log "images: not carried (target.images: none)"; return 0; fi
   if ! docker_serves_images; then
@@ -221,18 +169,19 @@ carry_images() {
     cri-o)
       command -v skopeo >/dev/null 2>&1 ||
         die "skopeo is not installed: cannot carry Docker's images into CRI-O's storage (install skopeo, or set target.images: none and let the pods pull again)"
-      crio_storage
+      crio_storage || die "'crio config' failed or names no storage root/runroot: cannot tell where CRI-O keeps its images"
       ;;
   esac
   list=$(images_to_carry "$mode" "$pause")
-  while read -r id ref; do
-    [ -n "$ref" ] || continue
-    have=$(target_image_id "$runtime" "$ref")
-    [ "$have" = "$id" ] && continue
-    todo+="$id $ref"$'\n'
-  done <<<"$list"
+  if [ "$runtime" = cri-o ]; then
+    skipped=$(awk '$2 ~ /@/' <<<"$list" | grep -c . || true)
+    if [ "$skipped" -gt 0 ]; then
+      log "images: $skipped registry digest name(s) not carried into CRI-O: a copy out of Docker cannot have the digest its registry gave it; pods naming an image by digest pull it again"
+    fi
+  fi
+  todo=$(images_wanted "$runtime" <<<"$list")
   if [ -z "$todo" ]; then
-    log "images: the $(grep -c . <<<"$list" || true) wanted tag(s) are already in $runtime's store"
+    log "images: every name to carry is already in $runtime's store"
     return 0
   fi
   ids=$(awk 'NF { print $1 }' <<<"$todo" | sort -u)
@@ -249,12 +198,7 @@ carry_images() {
   fi
   log "images: carrying $count image(s) ($((bytes / 1048576)) MiB) from Docker into $runtime: $(awk 'NF { printf "%s%s", sep, $2; sep = " " }' <<<"$todo")"
   case "$runtime" in
-    containerd)
-      # one stream, no temporary file; every tag of each image comes along
-      # shellcheck disable=SC2046  # one argument per tag
-      docker save $(awk 'NF { print $2 }' <<<"$todo") | "$CTR" -n k8s.io images import - >&2 ||
-        die "importing Docker's images into containerd failed"
-      ;;
+    containerd) import_into_containerd "$todo" "$list" ;;
     cri-o)
       while read -r id ref; do
         [ -n "$ref" ] || continue
@@ -263,7 +207,7 @@ carry_images() {
       done <<<"$todo"
       ;;
   esac
-  # every carried tag must now be there under the same image ID
+  # every carried name must now be there under the same image ID
   while read -r id ref; do
     [ -n "$ref" ] || continue
     have=$(target_image_id "$runtime" "$ref")
@@ -271,6 +215,46 @@ carry_images() {
   done <<<"$todo"
   CARRIED_IMAGES=$count CARRIED_BYTES=$bytes CARRIED_SECONDS=$((SECONDS - start))
   log "images: carried $count image(s) in $((SECONDS - start))s"
+}
+
+# import_into_containerd TODO LIST: TODO's "ID REF" lines into containerd's k8s.io
+# namespace. The tags in one stream, no temporary file. Then each registry
+# digest (repo@sha256:...) as a second name of its image: from a name the
+# image already has there; an image Docker knows only by digest is saved by
+# its ID and imported on its own, kept under that name.
+import_into_containerd() {
+  local todo=$1 list=$2 tags id ref name from
+  tags=$(awk 'NF && $2 !~ /@/ { print $2 }' <<<"$todo")
+  if [ -n "$tags" ]; then
+    # shellcheck disable=SC2086  # one argument per tag
+    docker save $tags | "$CTR" -n k8s.io images import - >&2 || die "importing Docker's images into containerd failed"
+  fi
+  while read -r id ref; do
+    [[ "$ref" == *@* ]] || continue
+    name=$(qualified "$ref")
+    from=$(containerd_name_of "$id" "$list")
+    if [ -n "$from" ]; then
+      "$CTR" -n k8s.io images tag --force "$from" "$name" >/dev/null ||
+        die "naming $from $name in containerd failed"
+    else
+      docker save "$id" | "$CTR" -n k8s.io images import --index-name "$name" - >&2 ||
+        die "importing $ref ($id) from Docker into containerd failed"
+    fi
+  done <<<"$todo"
+}
+
+# containerd_name_of ID LIST: a name LIST gives image ID that containerd's
+# k8s.io namespace already holds it under, or nothing.
+containerd_name_of() {
+  local id ref name
+  while read -r id ref; do
+    [ "$id" = "$1" ] || continue
+    name=$(qualified "$ref")
+    if [ "$(containerd_image_id "$name")" = "$1" ]; then
+      echo "$name"
+      return 0
+    fi
+  done <<<"$2"
 }
 
 main() {

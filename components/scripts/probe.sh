@@ -4,8 +4,9 @@
 # "file PATH BASE64" lines; changes nothing on the node. In front of it
 # (components/bundle.py probe_script): the manifest, whose PROBED_UNITS and
 # PROBED_PATHS (every file shimless reads, and every file any target gets:
-# components/manifest.py) say what to report, the target's sandbox image
-# (PROBE_PAUSE_IMAGE), then node-lib.sh, for the image selection pre-stage makes.
+# components/manifest.py) say what to report, the target runtime and its
+# sandbox image (PROBE_RUNTIME, PROBE_PAUSE_IMAGE), then node-lib.sh, for the
+# image selection pre-stage makes.
 set -euo pipefail
 # Where the node's / is: always / on a node; a directory in tests.
 PROBE_ROOT=${PROBE_ROOT:-}
@@ -74,29 +75,63 @@ daemon_json_runtime_paths() {
   done | sed -e 's/^"path"[[:space:]]*:[[:space:]]*"//' -e 's/"$//' -e 's#\\/#/#g' | sort -u
 }
 
-# What pre-stage would carry from Docker (images_to_carry, node-lib.sh) under
-# each target.images mode (the probe is not told the node's): how many images
-# and their bytes; and how many images no mode carries (untagged).
+# What pre-stage would carry from Docker into the node's target runtime
+# (PROBE_RUNTIME) under each target.images mode (the probe is not told the
+# node's): the images, and their bytes, with a name the target can take and
+# does not hold yet (images_wanted, node-lib.sh); for CRI-O, the registry
+# digest names it cannot take and the images it gets no name of (known only
+# by digest); and how many images no mode carries (dangling: no tag, no digest).
 # Docker not running: nothing to carry (images.docker says so).
 image_facts() {
-  local pause=$1 mode ids all=""
+  local pause=$1 runtime=$2 mode list wanted ids all=""
   if ! docker_serves_images; then
     fact images.docker not-running
     for mode in pods all; do
       fact "images.$mode.count" 0
       fact "images.$mode.bytes" 0
+      fact "images.$mode.digests" 0
+      fact "images.$mode.nameless" 0
     done
     fact images.untagged 0
     return 0
   fi
   fact images.docker running
+  target_store "$runtime"
   for mode in pods all; do
-    ids=$(images_to_carry "$mode" "$pause" 2>/dev/null | awk 'NF { print $1 }' | sort -u || true)
+    list=$(images_to_carry "$mode" "$pause" 2>/dev/null || true)
+    wanted=$(images_wanted "$runtime" <<<"$list")
+    ids=$(awk 'NF { print $1 }' <<<"$wanted" | sort -u)
     fact "images.$mode.count" "$(grep -c . <<<"$ids" || true)"
     fact "images.$mode.bytes" "$(image_bytes "$ids")"
-    if [ "$mode" = all ]; then all=$ids; fi
+    if [ "$runtime" = cri-o ]; then
+      fact "images.$mode.digests" "$(awk 'NF && $2 ~ /@/' <<<"$list" | grep -c . || true)"
+      fact "images.$mode.nameless" "$(awk 'NF { tags[$1] += ($2 !~ /@/) } END { for (i in tags) if (!tags[i]) n++; print n + 0 }' <<<"$list")"
+    else
+      fact "images.$mode.digests" 0
+      fact "images.$mode.nameless" 0
+    fi
+    if [ "$mode" = all ]; then all=$(awk 'NF { print $1 }' <<<"$list" | sort -u); fi
   done
   fact images.untagged "$(docker images -q --no-trunc 2>/dev/null | sort -u | grep -cvxF -f <(printf '%s\n' "$all") || true)"
+}
+
+# target_store RUNTIME: the target's image store as it is now, to be read
+# only: the running containerd's k8s.io namespace (Docker's containerd, which
+# pre-stage imports into), listed once; CRI-O's storage once CRI-O has made
+# it. None (CTR and CRIO_STORAGE empty): nothing is there yet.
+# shellcheck disable=SC2034  # CTR_IMAGES, CRIO_STORAGE: read by node-lib.sh's target_image_id
+target_store() {
+  CTR="" CRIO_STORAGE=""
+  case "$1" in
+    containerd)
+      if [ -S "$CONTAINERD_SOCKET" ]; then CTR=$(running_ctr); fi
+      if [ -n "$CTR" ]; then CTR_IMAGES=$("$CTR" -n k8s.io images ls 2>/dev/null || true); fi
+      ;;
+    cri-o)
+      if command -v crio >/dev/null 2>&1 && command -v skopeo >/dev/null 2>&1 && crio_storage &&
+        [ -d "$CRIO_ROOT" ]; then :; else CRIO_STORAGE=""; fi
+      ;;
+  esac
 }
 
 # image_bytes IDS: the sum of the images' sizes, one ID a line.
@@ -145,7 +180,7 @@ main() {
   local settings=() path
   for path in $DAEMON_JSONS; do settings+=("$PROBE_ROOT$path"); done
   oci_runtime_facts "${settings[@]}"
-  image_facts "${PROBE_PAUSE_IMAGE-}"
+  image_facts "${PROBE_PAUSE_IMAGE-}" "${PROBE_RUNTIME-}"
 
   while IFS= read -r path; do
     if [ -n "$path" ]; then file_facts "$path"; fi
