@@ -2,11 +2,15 @@
 Pulumi engine (Automation API) on a private copy of the project."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -175,3 +179,60 @@ def through_oci_recorder(node: str, endpoint: str, *, sandboxes: bool = True) ->
     record = out(node, f"cat {OCI_RECORD} 2>/dev/null || true")
     seen = {cid for cid in ids if any(" create " in f" {line} " and cid in line for line in record.splitlines())}
     return ids, seen
+
+
+# --- a registry on loopback, for images Docker knows by their registry digest -
+
+LAB_CACHE = Path(os.environ.get("LAB_CACHE_DIR") or
+                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shimless" / "lab")
+
+
+def registry_binary() -> Path:
+    """Debian's docker-registry (the distribution registry), unpacked from its
+    package into the lab's cache: no service is installed, nothing starts."""
+    target = LAB_CACHE / "bin" / "docker-registry"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        download = ["apt-get", "download", "-o", "APT::Sandbox::User=root", "docker-registry"]
+        if subprocess.run(download, cwd=tmp, capture_output=True, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update"], capture_output=True, check=False)  # lists missing or stale
+            subprocess.run(download, cwd=tmp, capture_output=True, text=True, check=True)
+        deb = next(Path(tmp).glob("docker-registry_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), f"{tmp}/root"], check=True)
+        os.replace(f"{tmp}/root/usr/bin/docker-registry", target)
+    return target
+
+
+@contextlib.contextmanager
+def registry(workdir: Path):
+    """A registry on a free loopback port for the length of the block; yields
+    its host:port. Stopped by its own pid."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = workdir / "registry.yml"
+    config.write_text(yaml.safe_dump({
+        "version": 0.1, "log": {"level": "error"},
+        "storage": {"filesystem": {"rootdirectory": str(workdir / "registry-data")}},
+        "http": {"addr": f"127.0.0.1:{port}"}}))
+    with open(workdir / "registry.log", "w") as log:
+        server = subprocess.Popen([str(registry_binary()), "serve", str(config)], stdout=log, stderr=log)
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError(f"docker-registry exited: {(workdir / 'registry.log').read_text()[-500:]}")
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

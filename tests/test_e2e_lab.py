@@ -138,7 +138,39 @@ def test_prestage_carries_docker_images_once_and_only_what_is_asked():
     lab.reset("lab-w2")  # a Docker-era node again for the rollout below
 
 
-def test_up_migrates_every_node(stack):
+@pytest.fixture(scope="module")
+def pinned():
+    """The image names lab-w2's e2e-pinned pod runs, once the test below made them."""
+    return {}
+
+
+def test_images_pinned_by_digest_run_on_docker(lab_config, pinned, tmp_path):
+    # Two images of lab-w2's own, pushed to a registry on loopback and taken
+    # back as production manifests pin them: one Docker knows only by its
+    # registry digest, one by a tag and that digest. The registry is gone
+    # before the rollout: after the switch the pod runs only on what pre-stage
+    # carried.
+    with lab.registry(tmp_path) as registry:
+        for name in ("pinned", "tagged"):
+            lab.out("lab-w2", f"printf 'FROM registry.k8s.io/pause:3.6\\nLABEL e2e={name}\\n' | "
+                              f"DOCKER_BUILDKIT=0 docker build -q -t {registry}/e2e/{name}:1 - >/dev/null && "
+                              f"docker push {registry}/e2e/{name}:1 >/dev/null")
+        digests = {name: lab.out("lab-w2", "docker image inspect --format '{{index .RepoDigests 0}}' "
+                                           f"{registry}/e2e/{name}:1").strip() for name in ("pinned", "tagged")}
+        lab.out("lab-w2", f"docker rmi {registry}/e2e/pinned:1 >/dev/null && docker pull -q {digests['pinned']} >/dev/null")
+    assert lab.out("lab-w2", f"docker image inspect --format '{{{{.RepoTags}}}}' {digests['pinned']}").strip() == "[]"
+    pinned.update(pinned=digests["pinned"], tagged=digests["tagged"].replace("@", ":1@"), digests=digests)
+    containers = "".join(f"  - name: {name}\n    image: {ref}\n    imagePullPolicy: IfNotPresent\n"
+                         "    command: [/pause]\n" for name, ref in (("pinned", pinned["pinned"]),
+                                                                     ("tagged", pinned["tagged"])))
+    lab.out("lab-w2", "cat >/etc/kubernetes/manifests/e2e-pinned.yaml <<'EOF'\n"
+                      "apiVersion: v1\nkind: Pod\nmetadata:\n  name: e2e-pinned\n  namespace: default\n"
+                      f"spec:\n  hostNetwork: true\n  containers:\n{containers}EOF")
+    status = lab.kubelet("lab-w2", attempts=90)
+    assert status["pods"].get("e2e-pinned-lab-w2") == {"runtime": "docker", "running": True}, status
+
+
+def test_up_migrates_every_node(stack, pinned):
     preview = stack.preview(color="never")
     assert "switch from docker to containerd" in preview.stdout
     result = stack.up(color="never", on_output=print)
@@ -175,11 +207,21 @@ def test_up_migrates_every_node(stack):
     # The pause image and the workload's image existed only in Docker: pre-stage
     # carried both (every tag) into containerd, and the workload pod (which may
     # pull, from a registry that does not exist) runs on them.
-    assert all(n["imagesCarried"]["images"] == 2 for n in nodes.values()), nodes
+    # lab-w2 also has the e2e-pinned pod's two images (test_images_pinned_by_digest_run_on_docker).
+    assert {node: n["imagesCarried"]["images"] for node, n in nodes.items()} == {
+        "lab-cp1": 2, "lab-w1": 2, "lab-w2": 4 if pinned else 2}, nodes
     for node in lab.NODES:
         images = json.loads(lab.out(node, "crictl --runtime-endpoint unix:///run/containerd/containerd.sock images -o json"))
         tags = {tag for image in images["images"] for tag in image["repoTags"]}
         assert {"registry.k8s.io/pause:3.6", "k8s.gcr.io/pause:3.6", lab.WORKLOAD_IMAGE} <= tags, tags
+    if pinned:
+        # the pod pinned by digest runs on containerd with no registry anywhere:
+        # both images carried under their registry digest (and the tag)
+        assert lab.kubelet("lab-w2")["pods"].get("e2e-pinned-lab-w2") == {"runtime": "containerd", "running": True}
+        images = json.loads(lab.out("lab-w2", "crictl --runtime-endpoint unix:///run/containerd/containerd.sock "
+                                              "images -o json"))["images"]
+        assert set(pinned["digests"].values()) <= {name for image in images for name in image["repoDigests"]}
+        assert pinned["tagged"].split("@")[0] in {tag for image in images for tag in image["repoTags"]}
 
 
 
