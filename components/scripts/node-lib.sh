@@ -77,16 +77,28 @@ images_to_carry() {
     $ids | grep -v '^$' || true
 }
 
+# takes_name RUNTIME REF: the target's store can hold Docker's REF. CRI-O
+# takes tags only: a registry digest names the manifest the registry served,
+# which Docker did not keep, and a copy out of Docker has another digest.
+takes_name() { [ "$1" != cri-o ] || [[ "$2" != *@* ]]; }
+
+# names_not_taken RUNTIME: of images_to_carry's lines on stdin, those whose
+# name the target cannot hold (takes_name).
+names_not_taken() {
+  local id ref
+  while read -r id ref; do
+    if [ -n "$ref" ] && ! takes_name "$1" "$ref"; then printf '%s %s\n' "$id" "$ref"; fi
+  done
+}
+
 # images_wanted RUNTIME: of images_to_carry's lines on stdin, those the target
 # can take and does not hold yet under that name with the same image ID.
-# CRI-O takes tags only: a registry digest names the manifest the registry
-# served, which Docker did not keep, and a copy out of Docker has another.
 # Needs CTR (containerd) or CRIO_STORAGE (CRI-O) set; unset: the store is empty.
 images_wanted() {
   local runtime=$1 id ref
   while read -r id ref; do
     [ -n "$ref" ] || continue
-    if [ "$runtime" = cri-o ] && [[ "$ref" == *@* ]]; then continue; fi
+    takes_name "$runtime" "$ref" || continue
     [ "$(target_image_id "$runtime" "$ref")" = "$id" ] && continue
     printf '%s %s\n' "$id" "$ref"
   done

@@ -173,11 +173,9 @@ carry_images() {
       ;;
   esac
   list=$(images_to_carry "$mode" "$pause")
-  if [ "$runtime" = cri-o ]; then
-    skipped=$(awk '$2 ~ /@/' <<<"$list" | grep -c . || true)
-    if [ "$skipped" -gt 0 ]; then
-      log "images: $skipped registry digest name(s) not carried into CRI-O: a copy out of Docker cannot have the digest its registry gave it; pods naming an image by digest pull it again"
-    fi
+  skipped=$(names_not_taken "$runtime" <<<"$list" | grep -c . || true)
+  if [ "$skipped" -gt 0 ]; then
+    log "images: $skipped registry digest name(s) not carried into CRI-O: a copy out of Docker cannot have the digest its registry gave it; pods naming an image by digest pull it again"
   fi
   todo=$(images_wanted "$runtime" <<<"$list")
   if [ -z "$todo" ]; then

@@ -83,7 +83,7 @@ daemon_json_runtime_paths() {
 # by digest); and how many images no mode carries (dangling: no tag, no digest).
 # Docker not running: nothing to carry (images.docker says so).
 image_facts() {
-  local pause=$1 runtime=$2 mode list wanted ids all=""
+  local pause=$1 runtime=$2 mode list wanted ids not_taken all=""
   if ! docker_serves_images; then
     fact images.docker not-running
     for mode in pods all; do
@@ -103,13 +103,12 @@ image_facts() {
     ids=$(awk 'NF { print $1 }' <<<"$wanted" | sort -u)
     fact "images.$mode.count" "$(grep -c . <<<"$ids" || true)"
     fact "images.$mode.bytes" "$(image_bytes "$ids")"
-    if [ "$runtime" = cri-o ]; then
-      fact "images.$mode.digests" "$(awk 'NF && $2 ~ /@/' <<<"$list" | grep -c . || true)"
-      fact "images.$mode.nameless" "$(awk 'NF { tags[$1] += ($2 !~ /@/) } END { for (i in tags) if (!tags[i]) n++; print n + 0 }' <<<"$list")"
-    else
-      fact "images.$mode.digests" 0
-      fact "images.$mode.nameless" 0
-    fi
+    not_taken=$(names_not_taken "$runtime" <<<"$list")
+    fact "images.$mode.digests" "$(grep -c . <<<"$not_taken" || true)"
+    # images none of whose names the target takes
+    fact "images.$mode.nameless" "$(awk 'NR == FNR { skip[$0]; next }
+      NF { seen[$1]; if (!($0 in skip)) named[$1] } END { for (i in seen) if (!(i in named)) n++; print n + 0 }' \
+      <(printf '%s\n' "$not_taken") <(printf '%s\n' "$list"))"
     if [ "$mode" = all ]; then all=$(awk 'NF { print $1 }' <<<"$list" | sort -u); fi
   done
   fact images.untagged "$(docker images -q --no-trunc 2>/dev/null | sort -u | grep -cvxF -f <(printf '%s\n' "$all") || true)"
